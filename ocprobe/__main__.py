@@ -1,0 +1,3 @@
+from ocprobe.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""Command line: parses options, calls the core, renders through the output sink. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ocprobe import __version__
+from ocprobe.cli import gateway, sequential
+
+EXIT_CODES_HELP = "Exit codes: 0 every call real, 1 some call was not, 2 usage, connection or auth error, 130 interrupted."
+
+app = typer.Typer(
+    name="ocprobe",
+    help=f"Reproduce, measure and bisect regressions in LLM chat gateways (OpenClaw first). {EXIT_CODES_HELP}",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ocprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """ocprobe: probes a chat gateway and gives every call an honest class."""
+
+
+app.command("sequential", help=f"Send N chat turns one after another to one session. {EXIT_CODES_HELP}")(sequential.sequential)
+app.add_typer(gateway.app, name="gateway")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug must still end in one line, not a traceback (OCPROBE_DEBUG=1 shows it)
+        if os.environ.get("OCPROBE_DEBUG"):
+            raise
+        typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (set OCPROBE_DEBUG=1 for a traceback)", err=True)
+        sys.exit(2)

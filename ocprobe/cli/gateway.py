@@ -1,0 +1,91 @@
+"""``ocprobe gateway serve``: the reference gateway and provider, standalone on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ocprobe.cli.common import execute, make_output
+from ocprobe.cli.sequential import Profile, QueueMode
+from ocprobe.errors import UsageError
+from ocprobe.reference.gateway import DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, GatewayConfig
+from ocprobe.reference.provider import DEFAULT_LATENCY_MS
+from ocprobe.reference.serve import ServeInfo, serve as serve_gateway
+from ocprobe.targets import DEFAULT_TOKEN_ENV, PROVIDER_KEY_ENV, cache_dir, read_token, TargetSpec, write_secret
+
+app = typer.Typer(help="The built-in reference gateway.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    port: int = typer.Option(18789, "--port", help="Gateway port on 127.0.0.1 (0: any free port)."),
+    provider_port: int = typer.Option(0, "--provider-port", help="Reference provider port (0: any free port)."),
+    provider_url: Optional[str] = typer.Option(None, "--provider-url", help="Use this OpenAI-compatible provider instead of starting one."),
+    profile: Profile = typer.Option(Profile.healthy, "--profile", help="Gateway behaviour."),
+    teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="reply-run-race: how long the guard outlives the final."),
+    queued_ack_ms: float = typer.Option(DEFAULT_QUEUED_ACK_MS, "--queued-ack-ms", help="How long a queued send waits for its empty final."),
+    debounce_ms: float = typer.Option(DEFAULT_DEBOUNCE_MS, "--debounce-ms", help="Follow-up queue drain debounce."),
+    drop_queued: bool = typer.Option(False, "--drop-queued", help="Drop queued turns instead of running them late."),
+    queue_mode: QueueMode = typer.Option(QueueMode.steer, "--queue-mode", help="steer: one run per queued turn (5.3); collect: one run for all (4.26)."),
+    latency_ms: float = typer.Option(DEFAULT_LATENCY_MS, "--latency-ms", help="Reference provider latency."),
+    jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="Reference provider added random latency."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help=f"Token file (default: ${DEFAULT_TOKEN_ENV}, else a new token written to a file)."),
+    log_file: Optional[Path] = typer.Option(None, "--log-file", help="Error log file (JSON lines)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the ready line as JSON."),
+) -> None:
+    output = make_output("-" if json_out else None, False)
+
+    def run() -> None:
+        if not 0 <= port <= 65535 or not 0 <= provider_port <= 65535:
+            raise UsageError("ports must be between 0 and 65535")
+        for name, value in (("--teardown-ms", teardown_ms), ("--queued-ack-ms", queued_ack_ms),
+                            ("--debounce-ms", debounce_ms), ("--latency-ms", latency_ms), ("--jitter-ms", jitter_ms)):
+            if not 0 <= value <= 600_000:
+                raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
+        token, shown_file = _gateway_token(token_file)
+        state = cache_dir() / "gateway"
+        config = GatewayConfig(
+            token=token, provider_url=provider_url or "", profile=profile.value, teardown_ms=teardown_ms,
+            queued_ack_ms=queued_ack_ms, debounce_ms=debounce_ms, drop_queued=drop_queued, queue_mode=queue_mode.value, port=port,
+            provider_api_key=os.environ.get(PROVIDER_KEY_ENV) or secrets.token_hex(16),
+            log_file=log_file or (state / "gateway-error.log"),
+        )
+        config.log_file.parent.mkdir(parents=True, exist_ok=True)
+        output.redact.add(token)
+        asyncio.run(serve_gateway(config, provider_port=provider_port, latency_ms=latency_ms, jitter_ms=jitter_ms,
+                                  token_file=shown_file, on_ready=lambda info: _ready(output, info)))
+
+    execute(output, run)
+
+
+def _gateway_token(token_file: Path | None) -> tuple[str, Path | None]:
+    """A given token file, else the env variable, else a new token saved (0600) where the user can read it."""
+    if token_file is not None or os.environ.get(DEFAULT_TOKEN_ENV):
+        return read_token(TargetSpec(target="", token_file=token_file)), token_file
+    path = cache_dir() / "gateway" / "gateway.token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(24)
+    write_secret(path, token)
+    return token, path
+
+
+def _ready(output, info: ServeInfo) -> None:  # type: ignore[no-untyped-def]
+    record = {"event": "ready", **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(info).items()}}
+    token = f"token in {info.token_file}" if info.token_file else f"token from ${DEFAULT_TOKEN_ENV}"
+    human = (
+        f"reference gateway ({info.profile}) ready, pid {info.pid}\n"
+        f"  websocket  {info.url}\n"
+        f"  relay      POST {info.http_url}/chat.send  (Authorization: Bearer <token>)\n"
+        f"  health     {info.http_url}/healthz  {info.http_url}/readyz\n"
+        f"  provider   {info.provider_url}" + (f"  (witness: {info.witness_url})" if info.witness_url else "") + "\n"
+        f"  auth       {token}\n"
+        f"  error log  {info.log_file} (and this process's stderr)\n"
+        "Ctrl-C stops it."
+    )
+    output.data(record, human)

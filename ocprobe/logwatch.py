@@ -1,0 +1,249 @@
+"""Watch a gateway's logs for known error patterns and keep timestamped matches.
+
+Lines come from two places: log files tailed by polling (paths may be globs, re-expanded on every
+poll so a daily log file created mid-run is picked up) and lines of a process's stderr/stdout handed
+in with :meth:`LogWatcher.feed_line`. The probe later ties each :class:`LogMatch` to the call whose
+time window holds it, so the time of a match is the log's own timestamp when the line carries one.
+
+Files are tracked by identity (device, inode) and kept open: a rotated (renamed) or deleted file is
+still drained through its open handle before it is let go, a renamed file that still matches the
+globs is not read again from the start, and a file recreated under the same path is read from 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO
+
+from ocprobe.models import LogMatch
+
+DEFAULT_PATTERNS: tuple[str, ...] = ("ReplyRunAlreadyActiveError", "followup queue drain failed")
+
+CHUNK = 1024 * 1024  # bytes read per file per poll: a flooding log cannot stall the event loop
+MAX_PENDING = CHUNK  # a "line" with no newline past this size is taken as complete, bounding memory
+MAX_LINE = 2000  # characters of a matched line that are kept
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, links) and the remaining
+# two-character escapes: gateway consoles are coloured.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_FRACTION = re.compile(r"\.(\d+)")
+
+Ident = tuple[int, int]  # (st_dev, st_ino): a file's identity, independent of its current name
+
+
+def _clean(text: str) -> str:
+    return _ANSI.sub("", text).rstrip("\r\n")
+
+
+def _parse_time(value: str) -> float | None:
+    """Epoch seconds of an ISO 8601 time, or None when it is not one."""
+    text = value.strip()
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"  # Python < 3.11 does not read "Z"
+    # Python < 3.11 reads only 3 or 6 fractional digits: normalise to microseconds.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed.timestamp()  # a naive time is the local time of the machine that wrote it
+
+
+def _line_time(line: str) -> float | None:
+    """The ``time`` field of a JSON-object log line (OpenClaw writes one object per line)."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    value = record.get("time") if isinstance(record, dict) else None
+    return _parse_time(value) if isinstance(value, str) else None
+
+
+@dataclass
+class _Tail:
+    path: str
+    ident: Ident
+    offset: int  # bytes of the file already consumed (complete lines plus ``pending``)
+    fh: BinaryIO | None = None  # None while the file cannot be opened (e.g. permissions)
+    pending: bytearray = field(default_factory=bytearray)  # a partial line awaiting its newline
+
+
+class LogWatcher:
+    def __init__(
+        self,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        paths: Sequence[str] = (),
+        *,
+        poll_interval: float = 0.05,
+    ) -> None:
+        # Duplicates are dropped so a line never yields two matches for one pattern.
+        self._patterns = [(source, re.compile(source)) for source in dict.fromkeys(patterns)]
+        self._paths = [os.path.expanduser(path) for path in paths]
+        self._poll_interval = poll_interval
+        self._matches: list[LogMatch] = []
+        self._tails: dict[Ident, _Tail] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._running = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        if self._running or self._stopped:
+            return
+        for path, st in self._expand():
+            ident = (st.st_dev, st.st_ino)
+            if ident in self._tails:
+                continue  # the same file reached through two globs or a hard link
+            tail = _Tail(path, ident, st.st_size)
+            self._open(tail)
+            if tail.fh is not None:
+                # The open handle is authoritative: the file may have grown since the stat.
+                tail.offset = os.fstat(tail.fh.fileno()).st_size
+            self._tails[ident] = tail
+        self._running = True
+        self._task = asyncio.create_task(self._run())
+
+    def feed_line(self, source: str, line: str, at: float | None = None) -> None:
+        self._match(source, _clean(line), time.time() if at is None else at)
+
+    async def poll(self) -> None:
+        # Before start there is no baseline (everything would count); after stop the files are closed.
+        if not self._running:
+            return
+        now = time.time()
+        current: dict[Ident, str] = {}
+        for path, st in self._expand():
+            current.setdefault((st.st_dev, st.st_ino), path)
+        # Older lines first: files no longer under the globs (rotated away or deleted) are drained
+        # to their end and let go, then the files already followed, then files new since last poll.
+        for ident in [ident for ident in self._tails if ident not in current]:
+            tail = self._tails[ident]
+            if tail.fh is None or not self._read(tail, now):
+                self._flush(tail, now)
+                self._close(tail)
+                del self._tails[ident]
+        known = [ident for ident in current if ident in self._tails]
+        for ident in known + [ident for ident in current if ident not in self._tails]:
+            tail = self._tails.get(ident)
+            if tail is None:
+                # Created (or recreated) after start: every line in it is new.
+                tail = self._tails[ident] = _Tail(current[ident], ident, 0)
+            tail.path = current[ident]  # a renamed file keeps its place, under its new name
+            if tail.fh is None:
+                self._open(tail)
+            if tail.fh is not None:
+                self._read(tail, now)
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # unlike awaiting it, does not raise the task's CancelledError
+        try:
+            await self.poll()
+        finally:
+            self._running = False
+            self._stopped = True
+            for tail in self._tails.values():
+                self._close(tail)
+            self._tails.clear()
+        failure = None if task is None or task.cancelled() else task.exception()
+        if failure is not None:
+            raise failure  # polling died of a bug: it must not pass silently
+
+    @property
+    def matches(self) -> list[LogMatch]:
+        return list(self._matches)
+
+    def counts(self) -> dict[str, int]:
+        counts = {source: 0 for source, _ in self._patterns}
+        for match in self._matches:
+            counts[match.pattern] += 1
+        return counts
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            await self.poll()
+
+    def _expand(self) -> list[tuple[str, os.stat_result]]:
+        """Regular files under the globs, in a stable order; anything else (a FIFO would block
+        the reader, a directory cannot be tailed) and files vanishing meanwhile are left out."""
+        found: list[tuple[str, os.stat_result]] = []
+        for pattern in self._paths:
+            for path in sorted(glob.glob(pattern, recursive=True)):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found.append((path, st))
+        return found
+
+    def _open(self, tail: _Tail) -> None:
+        try:
+            fh = open(tail.path, "rb")  # held open across polls so a rotated file can be drained
+        except OSError:
+            return  # unreadable for now: tried again on the next poll
+        # The path may have been replaced since it was stat'ed; that file is seen on the next poll.
+        st = os.fstat(fh.fileno())
+        if (st.st_dev, st.st_ino) != tail.ident:
+            fh.close()
+            return
+        tail.fh = fh
+
+    def _close(self, tail: _Tail) -> None:
+        if tail.fh is not None:
+            tail.fh.close()
+            tail.fh = None
+
+    def _read(self, tail: _Tail, now: float) -> bool:
+        """Consume up to one chunk of new bytes; True while bytes remain to be read."""
+        assert tail.fh is not None
+        try:
+            size = os.fstat(tail.fh.fileno()).st_size
+            if size < tail.offset:  # truncated in place: its new content starts at 0
+                tail.offset = 0
+                tail.pending.clear()
+            tail.fh.seek(tail.offset)
+            data = tail.fh.read(CHUNK)
+        except OSError:
+            return False
+        tail.offset += len(data)
+        tail.pending += data
+        *lines, rest = tail.pending.split(b"\n")
+        for raw in lines:
+            self._file_line(tail.path, raw, now)
+        if len(rest) > MAX_PENDING:
+            self._file_line(tail.path, rest, now)
+            rest = bytearray()
+        tail.pending = rest
+        return tail.offset < size
+
+    def _flush(self, tail: _Tail, now: float) -> None:
+        """A file that is let go will not complete its last line: take it as it is."""
+        if tail.pending:
+            self._file_line(tail.path, tail.pending, now)
+            tail.pending = bytearray()
+
+    def _file_line(self, path: str, raw: bytes | bytearray, now: float) -> None:
+        line = _clean(raw.decode("utf-8", errors="replace"))
+        at = _line_time(line)
+        self._match(path, line, now if at is None else at)
+
+    def _match(self, source: str, line: str, at: float) -> None:
+        for pattern, regex in self._patterns:
+            if regex.search(line):
+                self._matches.append(LogMatch(pattern=pattern, line=line[:MAX_LINE], source=source, at=at))

@@ -1,0 +1,176 @@
+"""Typed records shared by the probe engine, the CLI, the output sinks and the reports.
+
+Times named ``*_at`` are wall-clock epoch seconds (they are compared with log lines and with the
+provider's witness record, which live in other processes); latencies are measured with a monotonic
+clock and given in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class CallClass(str, Enum):
+    REAL = "real"  # reply carries the nonce and the LLM was reached
+    FAST_FAIL = "fast_fail"  # answered before any LLM call
+    EMPTY = "empty"  # final with no text although the LLM was reached (or slower than the floor)
+    ERROR = "error"  # error frame, error state, aborted run or broken connection
+    TIMEOUT = "timeout"  # no final within the per-call timeout
+    WRONG = "wrong"  # LLM reached but the reply lacks the nonce
+
+
+class Evidence(str, Enum):
+    """What decided a call's class, strongest first."""
+
+    WITNESS = "witness"  # ocprobe's own provider saw (or did not see) the call's nonce
+    NONCE = "nonce"  # the reply text carried the nonce
+    LATENCY_FLOOR = "latency_floor"  # no witness: faster than the floor means no LLM round trip
+    TRANSPORT = "transport"  # the gateway or the connection said so (error, timeout)
+
+
+class Fate(str, Enum):
+    """What became of the message of a call that was not ``real``."""
+
+    RAN_LATE = "ran_late"  # the turn ran later, out of order
+    LOST = "lost"  # the witness never saw it
+    UNKNOWN = "unknown"  # no witness and no late reply: cannot tell
+
+
+@dataclass(frozen=True)
+class WitnessRequest:
+    """One request the reference provider received: the evidence that a turn reached the LLM."""
+
+    seq: int
+    at: float
+    nonces: tuple[str, ...]
+    model: str
+    stream: bool
+
+
+@dataclass
+class LogMatch:
+    pattern: str  # the regex source that matched
+    line: str
+    source: str  # file path, or "stderr" / "stdout" of a process ocprobe started
+    at: float
+    call: int | None = None  # index of the call whose time window holds the match
+
+
+@dataclass(frozen=True)
+class ChatEvent:
+    """A ``chat`` event the transport saw for a run it did not start (a queued turn running late)."""
+
+    run_id: str
+    session_key: str
+    state: str
+    text: str
+    at: float
+
+
+@dataclass
+class ChatOutcome:
+    """What a transport observed for one ``chat.send``; classification happens elsewhere."""
+
+    run_id: str
+    state: str  # final | error | aborted | timeout
+    text: str = ""
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    latency_ms: float = 0.0
+    ack_status: str | None = None  # the chat.send response: started | in_flight | ok
+    error_code: str | None = None
+    error_message: str | None = None
+    error_kind: str | None = None
+
+
+@dataclass
+class LateReply:
+    at: float
+    via: str  # "witness" (the provider saw the nonce) or "final" (a final under another runId)
+    run_id: str | None = None
+    text: str = ""
+
+
+@dataclass
+class CallRecord:
+    index: int
+    session_key: str
+    run_id: str
+    nonce: str
+    started_at: float
+    ended_at: float
+    latency_ms: float
+    cls: CallClass
+    evidence: Evidence
+    llm_reached: bool | None  # None: no witness, cannot tell
+    reply: str
+    state: str
+    error: str | None = None
+    log_matches: list[LogMatch] = field(default_factory=list)
+    fate: Fate | None = None
+    late: LateReply | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.cls is CallClass.REAL
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["cls"] = self.cls.value
+        data["evidence"] = self.evidence.value
+        data["fate"] = self.fate.value if self.fate else None
+        data["record"] = "call"
+        data["class"] = data.pop("cls")
+        return data
+
+
+@dataclass
+class LatencyStats:
+    count: int
+    median_ms: float
+    p95_ms: float
+
+
+@dataclass
+class TargetInfo:
+    """What the probe ran against; printed with every result."""
+
+    target: str  # "embedded", "ws://...", ...
+    gateway_version: str | None = None
+    profile: str | None = None
+    witness: bool = False
+    node_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeSummary:
+    calls: int
+    counts: dict[str, int]
+    latency: dict[str, LatencyStats]
+    log_counts: dict[str, int]
+    strip: str
+    pattern: str
+    fates: dict[str, int]
+    floor_ms: float | None
+    interrupted: bool = False
+
+    @property
+    def all_real(self) -> bool:
+        return self.calls > 0 and self.counts.get(CallClass.REAL.value, 0) == self.calls
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["record"] = "summary"
+        return data
+
+
+@dataclass
+class ProbeResult:
+    target: TargetInfo
+    records: list[CallRecord]
+    summary: ProbeSummary
+    log_matches: list[LogMatch]
+    unattributed_finals: list[ChatEvent] = field(default_factory=list)

@@ -1,0 +1,257 @@
+"""The one output sink: human tables, JSON lines and quiet mode, plus the ``--json`` results file.
+
+Every string it writes goes through ``redact`` so a token that reached a reply or a log line is never
+shown or stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ocprobe.models import CallClass, CallRecord, ProbeResult, TargetInfo
+
+REDACTED = "***"
+CLASS_STYLE = {
+    CallClass.REAL: "green",
+    CallClass.FAST_FAIL: "bold red",
+    CallClass.EMPTY: "red",
+    CallClass.ERROR: "bold red",
+    CallClass.TIMEOUT: "yellow",
+    CallClass.WRONG: "magenta",
+}
+
+
+class Mode(str, Enum):
+    HUMAN = "human"
+    JSON = "json"  # JSON lines on stdout, nothing else there
+    QUIET = "quiet"  # the summary line only
+
+
+class Redactor:
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        # Short strings would redact ordinary words; real tokens and keys are long.
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= 8 and secret not in self._secrets:
+            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v) for v in value]
+        return value
+
+
+class JsonLinesFile:
+    """Appends one JSON object per line and forces it to disk, so Ctrl-C loses no finished call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = path.open("w", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class Output:
+    def __init__(
+        self,
+        mode: Mode = Mode.HUMAN,
+        *,
+        json_path: Path | None = None,
+        redactor: Redactor | None = None,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.redact = redactor or Redactor()
+        self._stdout = stdout or sys.stdout
+        self.console = Console(file=self._stdout, highlight=False, soft_wrap=False)
+        self.err_console = Console(file=stderr or sys.stderr, highlight=False)
+        self._json_file = JsonLinesFile(json_path) if json_path else None
+
+    # -- generic messages -------------------------------------------------------------------
+    def error(self, message: str) -> None:
+        self.err_console.print(Text(f"error: {self.redact(message)}", style="bold red"))
+
+    def warn(self, message: str) -> None:
+        self.err_console.print(Text(f"warning: {self.redact(message)}", style="yellow"))
+
+    def info(self, message: str) -> None:
+        """Progress and context for a person: stderr, so stdout stays the result."""
+        if self.mode is Mode.HUMAN:
+            self.err_console.print(Text(self.redact(message), style="dim"))
+
+    def data(self, record: dict[str, Any], human: str) -> None:
+        """A fact that is both machine- and person-readable (e.g. ``gateway serve`` URLs)."""
+        if self.mode is Mode.JSON:
+            self._emit_json(record)
+        elif self.mode is Mode.HUMAN:
+            self.console.print(Text(self.redact(human)))
+
+    def _emit_json(self, record: dict[str, Any]) -> None:
+        self._stdout.write(json.dumps(self.redact(record), ensure_ascii=False) + "\n")
+        self._stdout.flush()
+
+    def _record(self, record: dict[str, Any]) -> None:
+        record = self.redact(record)
+        if self._json_file:
+            self._json_file.write(record)
+        if self.mode is Mode.JSON:
+            self._emit_json(record)
+
+    # -- probe observer ---------------------------------------------------------------------
+    def probe_started(self, target: TargetInfo, calls: int, secrets: Iterable[str] = ()) -> None:
+        for secret in secrets:
+            self.redact.add(secret)
+        self._record({"record": "start", "target": target_json(target), "calls": calls})
+        self.info(f"probing {describe_target(target)}: {calls} calls")
+
+    def call_finished(self, record: CallRecord) -> None:
+        self._record(record.to_json())
+        if self.mode is Mode.HUMAN:
+            line = Text(f"  call {record.index:>3}  {'✔' if record.passed else '✗'} ")
+            line.append(f"{record.cls.value:<9}", style=CLASS_STYLE[record.cls])
+            line.append(f" {record.latency_ms:8.0f} ms")
+            self.err_console.print(line)
+
+    def probe_finished(self, result: ProbeResult) -> None:
+        for record in result.records:
+            if record.fate or record.log_matches:
+                self._record(
+                    {
+                        "record": "settle",
+                        "index": record.index,
+                        "fate": record.fate.value if record.fate else None,
+                        "late": record.to_json()["late"],
+                        "log_matches": [m.__dict__ for m in record.log_matches],
+                    }
+                )
+        summary = result.summary.to_json()
+        summary["target"] = target_json(result.target)
+        summary["unattributed_finals"] = [e.__dict__ for e in result.unattributed_finals]
+        self._record(summary)
+        if self._json_file:
+            self._json_file.close()
+        if self.mode is Mode.HUMAN:
+            self.console.print(self.redact_renderable(render_table(result)))
+            for line in render_summary(result):
+                self.console.print(self.redact_renderable(line))
+        elif self.mode is Mode.QUIET:
+            self.console.print(self.redact(summary_line(result)))
+
+    def redact_renderable(self, renderable: Any) -> Any:
+        if isinstance(renderable, Text):
+            return Text(self.redact(renderable.plain), style=renderable.style)
+        return renderable
+
+    def close(self) -> None:
+        if self._json_file:
+            self._json_file.close()
+
+
+def target_json(target: TargetInfo) -> dict[str, Any]:
+    return {
+        "target": target.target,
+        "gateway_version": target.gateway_version,
+        "profile": target.profile,
+        "witness": target.witness,
+        "node_version": target.node_version,
+        **target.extra,
+    }
+
+
+def describe_target(target: TargetInfo) -> str:
+    parts = [target.target]
+    if target.gateway_version:
+        parts.append(f"gateway {target.gateway_version}")
+    if target.profile:
+        parts.append(f"profile {target.profile}")
+    if target.node_version:
+        parts.append(f"node {target.node_version}")
+    parts.append("witness on" if target.witness else "no witness: latency floor")
+    return ", ".join(parts)
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_table(result: ProbeResult) -> Table:
+    table = Table(title=f"ocprobe: {describe_target(result.target)}", title_justify="left")
+    for name, justify in (("call", "right"), ("ms", "right"), ("class", "left"), ("LLM", "center"),
+                          ("evidence", "left"), ("reply", "left"), ("fate", "left"), ("log", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for r in result.records:
+        llm = {True: "yes", False: "no", None: "?"}[r.llm_reached]
+        reply = _excerpt(r.reply) if r.reply else ("(empty)" if r.state == "final" else _excerpt(r.error or r.state))
+        fate = ""
+        if r.fate:
+            fate = r.fate.value
+            if r.late:
+                fate += f" +{(r.late.at - r.ended_at):.1f}s"
+        table.add_row(
+            str(r.index),
+            f"{r.latency_ms:.0f}",
+            Text(r.cls.value, style=CLASS_STYLE[r.cls]),
+            llm,
+            r.evidence.value,
+            reply,
+            fate,
+            str(len(r.log_matches)) if r.log_matches else "",
+        )
+    return table
+
+
+def render_summary(result: ProbeResult) -> list[Text]:
+    s = result.summary
+    lines = [Text(f"sequence  {s.strip}  ({s.pattern})", style="bold")]
+    counts = ", ".join(f"{name} {n}" for name, n in s.counts.items() if n)
+    lines.append(Text(f"classes   {counts or 'no calls'}"))
+    for name, stats in s.latency.items():
+        lines.append(Text(f"latency   {name}: median {stats.median_ms:.0f} ms, p95 {stats.p95_ms:.0f} ms (n={stats.count})"))
+    fates = ", ".join(f"{name} {n}" for name, n in s.fates.items() if n)
+    if fates:
+        lines.append(Text(f"fates     {fates}"))
+    if s.log_counts:
+        logs = ", ".join(f"{name!r}: {n}" for name, n in s.log_counts.items())
+        lines.append(Text(f"log       {logs}"))
+    if result.unattributed_finals:
+        lines.append(Text(f"late      {len(result.unattributed_finals)} final(s) under runs ocprobe did not start"))
+    if s.interrupted:
+        lines.append(Text("run       interrupted: figures cover the calls finished so far", style="yellow"))
+    verdict = "PASS" if s.all_real and not s.interrupted else "FAIL"
+    lines.append(Text(summary_line(result), style="bold green" if verdict == "PASS" else "bold red"))
+    return lines
+
+
+def summary_line(result: ProbeResult) -> str:
+    s = result.summary
+    real = s.counts.get(CallClass.REAL.value, 0)
+    verdict = "PASS" if s.all_real and not s.interrupted else "FAIL"
+    logs = sum(s.log_counts.values())
+    return f"{verdict}: {real}/{s.calls} real, pattern {s.pattern}, {logs} log match(es)"

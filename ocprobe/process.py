@@ -1,0 +1,126 @@
+"""A gateway process ocprobe starts: its output captured to files and fed line by line to a callback,
+and stopped by its own PID (SIGTERM, then SIGKILL after a grace period)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from ocprobe.errors import TargetUnreachable
+
+LineCallback = Callable[[str, str, float], None]  # (stream name, line, epoch time)
+MAX_LINE = 64 * 1024
+
+
+class ManagedProcess:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_dir: Path,
+        name: str,
+        env: Mapping[str, str] | None = None,
+        on_line: LineCallback | None = None,
+    ) -> None:
+        self.argv = list(argv)
+        self.name = name
+        self.env = dict(env) if env is not None else None
+        self.stdout_path = log_dir / f"{name}.stdout.log"
+        self.stderr_path = log_dir / f"{name}.stderr.log"
+        self._on_line = on_line
+        self._proc: asyncio.subprocess.Process | None = None
+        self._readers: list[asyncio.Task[None]] = []
+        self._stdout_lines: asyncio.Queue[str] = asyncio.Queue()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    async def start(self) -> None:
+        self.stdout_path.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            limit=MAX_LINE,
+            # Its own session: a Ctrl-C in the terminal reaches ocprobe, which then stops it in order.
+            start_new_session=True,
+        )
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._pump(self._proc.stdout, "stdout", self.stdout_path, self._stdout_lines)),
+            asyncio.create_task(self._pump(self._proc.stderr, "stderr", self.stderr_path, None)),
+        ]
+
+    async def _pump(
+        self, stream: asyncio.StreamReader, name: str, path: Path, lines: asyncio.Queue[str] | None
+    ) -> None:
+        with path.open("ab") as copy:
+            while True:
+                try:
+                    raw = await stream.readline()
+                except ValueError:  # a line longer than the limit: take what is buffered
+                    raw = await stream.read(MAX_LINE)
+                if not raw:
+                    break
+                at = time.time()
+                copy.write(raw)
+                copy.flush()
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                if lines is not None:
+                    lines.put_nowait(line)
+                if self._on_line is not None:
+                    self._on_line(name, line, at)
+
+    async def next_stdout_line(self, timeout: float) -> str:
+        """The next stdout line; raises TargetUnreachable if the process exits or the time runs out."""
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await asyncio.wait_for(self._stdout_lines.get(), 0.1)
+            except asyncio.TimeoutError:
+                pass
+            if self._proc.returncode is not None and self._stdout_lines.empty():
+                tail = self.stderr_tail()
+                raise TargetUnreachable(
+                    f"{self.name} exited with code {self._proc.returncode} before it was ready"
+                    + (f": {tail}" if tail else "")
+                )
+            if time.monotonic() > deadline:
+                raise TargetUnreachable(f"{self.name} was not ready within {timeout:g}s (logs: {self.stderr_path})")
+
+    def stderr_tail(self, limit: int = 300) -> str:
+        try:
+            lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:limit] if lines else ""
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM to our child's PID, SIGKILL to the same PID if it has not exited after ``grace``."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.returncode is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), grace)
+                except asyncio.TimeoutError:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    await proc.wait()
+            except ProcessLookupError:
+                pass
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        self._readers = []

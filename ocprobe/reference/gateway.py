@@ -1,0 +1,558 @@
+"""The reference gateway: the OpenClaw WebSocket protocol v3 subset a probe uses, with the reply-run
+mechanism of openclaw #77485 modelled on purpose.
+
+Per session it keeps a reply-run registry (the guard) and a follow-up queue. A ``chat.send`` that finds
+the guard set is queued and its own run ends with a ``final`` without message; the queue is drained
+later, each queued turn running under a server-generated runId. Profiles decide when the guard is
+cleared relative to the ``final``:
+
+- ``healthy``: before the final is broadcast, so a client that sends right after the final finds the
+  session idle, and a drain waits for an active run instead of failing.
+- ``reply-run-race``: ``teardown_ms`` after the final (slow post-reply work). A send inside that window
+  is queued; a drain that finds the guard set fails with ``ReplyRunAlreadyActiveError``, logs it and
+  retries after the debounce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import json
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from aiohttp import WSMsgType, web
+
+from ocprobe import __version__
+
+PROFILES = ("healthy", "reply-run-race")
+QUEUE_MODES = ("steer", "collect")
+PROTOCOL_VERSION = 3
+METHODS = ("connect", "chat.send", "chat.history", "chat.abort", "agent.wait", "health", "status", "sessions.list")
+EVENTS = ("connect.challenge", "chat", "agent", "tick")
+MAX_PAYLOAD = 25 * 1024 * 1024
+DEFAULT_TEARDOWN_MS = 50.0  # the order of the window measured on the real gateway
+DEFAULT_QUEUED_ACK_MS = 300.0  # the real gateway's empty final came 260-320 ms after a queued send
+DEFAULT_DEBOUNCE_MS = 500.0  # follow-up queue debounce, the real default since 2026.4.29
+
+
+@dataclass
+class GatewayConfig:
+    token: str
+    provider_url: str  # OpenAI-compatible base URL, e.g. http://127.0.0.1:PORT/v1
+    profile: str = "healthy"
+    teardown_ms: float = DEFAULT_TEARDOWN_MS
+    queued_ack_ms: float = DEFAULT_QUEUED_ACK_MS
+    debounce_ms: float = DEFAULT_DEBOUNCE_MS
+    drop_queued: bool = False
+    queue_mode: str = "steer"  # steer: one run per queued turn (5.3); collect: one run for all (4.26)
+    model: str = "mock-model"
+    provider_api_key: str = "sk-local"
+    tick_interval_ms: int = 30_000
+    log_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
+        if self.queue_mode not in QUEUE_MODES:
+            raise ValueError(f"unknown queue mode {self.queue_mode!r} (choose from {', '.join(QUEUE_MODES)})")
+
+
+def canonical_session_key(key: str) -> str:
+    """``main`` -> ``agent:main:main``; keys are lower-cased, as the real gateway does."""
+    key = key.strip().lower()
+    return key if key.startswith("agent:") else f"agent:main:{key}"
+
+
+class ReplyRunAlreadyActiveError(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Reply run already active for {key}")
+
+
+@dataclass
+class Run:
+    run_id: str
+    session_key: str
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    state: str = "running"
+
+
+@dataclass
+class QueuedTurn:
+    message: str
+    queued_at: float
+
+
+@dataclass
+class Session:
+    key: str
+    history: list[dict[str, str]] = field(default_factory=list)
+    guard: str | None = None  # runId holding the reply-run registry entry
+    guard_cleared: asyncio.Event = field(default_factory=asyncio.Event)
+    queue: list[QueuedTurn] = field(default_factory=list)
+    last_enqueued: float = 0.0  # monotonic
+    draining: bool = False
+
+
+class GatewayLog:
+    """Error lines go to stderr as plain text (as 5.3 does) and, as JSON lines, to the log file."""
+
+    def __init__(self, path: Path | None, stream: IO[str] | None = None) -> None:
+        self.path = path
+        self._stream = stream or sys.stderr
+        self._file = path.open("a", encoding="utf-8") if path else None
+
+    def error(self, message: str) -> None:
+        self._stream.write(message + "\n")
+        self._stream.flush()
+        if self._file:
+            now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            self._file.write(json.dumps({"time": now, "message": message, "_meta": {"logLevelName": "ERROR"}}) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+
+
+class Client:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.seq = itertools.count(1)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            try:
+                await self.ws.send_str(json.dumps(frame))
+            except (ConnectionError, RuntimeError):
+                pass  # the client went away; its connection handler cleans up
+
+
+class ReferenceGateway:
+    def __init__(self, config: GatewayConfig, *, log: GatewayLog | None = None) -> None:
+        self.config = config
+        self.log = log or GatewayLog(config.log_file)
+        self.sessions: dict[str, Session] = {}
+        self.runs: dict[str, Run] = {}
+        self.clients: set[Client] = set()
+        self.started_at = time.time()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._final_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._http: httpx.AsyncClient | None = None
+        self._runner: web.AppRunner | None = None
+        self._site_port = 0
+        self.version = f"ocprobe-reference/{__version__} ({config.profile})"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_PAYLOAD)
+        app.router.add_get("/", self._ws_handler)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_post("/chat.send", self._relay_chat_send)
+        return app
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False)
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound socket only here
+        self._site_port = server.sockets[0].getsockname()[1] if server and server.sockets else self.config.port
+        self._spawn(self._tick_loop())
+
+    @property
+    def port(self) -> int:
+        return self._site_port
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}/"
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in list(self.clients):
+            await client.ws.close()
+        if self._runner:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._http:
+            await self._http.aclose()
+            self._http = None
+        self.log.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- HTTP -------------------------------------------------------------------------------
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "status": "live"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ready": True, "uptimeMs": int((time.time() - self.started_at) * 1000)})
+
+    def _token_ok(self, presented: str | None) -> bool:
+        return presented is not None and hmac.compare_digest(presented.encode(), self.config.token.encode())
+
+    async def _relay_chat_send(self, request: web.Request) -> web.Response:
+        """``POST /chat.send``: the HTTP relay in front of ``chat.send`` that the #77485 reporter used."""
+        auth = request.headers.get("Authorization", "")
+        if not self._token_ok(auth[7:] if auth.startswith("Bearer ") else None):
+            return web.json_response({"ok": False, "error": "unauthorized"}, status=401)
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response({"ok": False, "error": "body is not JSON"}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("message"), str):
+            return web.json_response({"ok": False, "error": "expected {sessionKey, message}"}, status=400)
+        key = canonical_session_key(str(body.get("sessionKey") or "main"))
+        run_id = str(body.get("idempotencyKey") or uuid.uuid4())
+        started = time.perf_counter()
+        final = await self._collect_final(run_id, lambda: self.chat_send(key, body["message"], run_id))
+        return web.json_response(
+            {
+                "ok": final.get("state") == "final",
+                "runId": run_id,
+                "sessionKey": key,
+                "state": final.get("state", "timeout"),
+                "reply": _text_of(final.get("message")),
+                "durationMs": round((time.perf_counter() - started) * 1000, 1),
+            }
+        )
+
+    async def _collect_final(self, run_id: str, start: Callable[[], Any], timeout: float = 120.0) -> dict[str, Any]:
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._final_waiters.setdefault(run_id, []).append(waiter)
+        start()
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            return {"state": "timeout"}
+
+    # -- WebSocket --------------------------------------------------------------------------
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_PAYLOAD, autoping=True)
+        if not ws.can_prepare(request).ok:
+            return web.Response(text="ocprobe reference gateway: WebSocket endpoint\n")
+        await ws.prepare(request)
+        client = Client(ws)
+        await client.send({"type": "event", "event": "connect.challenge",
+                           "payload": {"nonce": secrets.token_hex(16), "ts": int(time.time() * 1000)}})
+        try:
+            if not await self._handshake(client, request):
+                return ws
+            self.clients.add(client)
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    frame = json.loads(msg.data)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(frame, dict) and frame.get("type") == "req":
+                    await self._on_request(client, frame)
+        finally:
+            self.clients.discard(client)
+        return ws
+
+    async def _handshake(self, client: Client, request: web.Request) -> bool:
+        msg = await client.ws.receive()
+        frame: Any = None
+        if msg.type == WSMsgType.TEXT:
+            try:
+                frame = json.loads(msg.data)
+            except json.JSONDecodeError:
+                frame = None
+        if not (isinstance(frame, dict) and frame.get("type") == "req" and frame.get("method") == "connect"):
+            await client.ws.close(code=1008, message=b"invalid handshake: first request must be connect")
+            return False
+        req_id = frame.get("id")
+        params = frame.get("params") if isinstance(frame.get("params"), dict) else {}
+        if not (params.get("minProtocol", 0) <= PROTOCOL_VERSION <= params.get("maxProtocol", 0)):
+            await self._refuse(client, req_id, "INVALID_REQUEST", "protocol mismatch", {"expectedProtocol": PROTOCOL_VERSION},
+                               close_code=1002)
+            return False
+        auth = params.get("auth") if isinstance(params.get("auth"), dict) else {}
+        token = auth.get("token") if isinstance(auth.get("token"), str) else None
+        if token is None:
+            await self._refuse(client, req_id, "NOT_PAIRED", "device identity required", {"code": "DEVICE_IDENTITY_REQUIRED"})
+            return False
+        if not self._token_ok(token):
+            await self._refuse(client, req_id, "INVALID_REQUEST",
+                               "unauthorized: gateway token mismatch (provide gateway auth token)",
+                               {"code": "AUTH_TOKEN_MISMATCH", "authReason": "token_mismatch",
+                                "canRetryWithDeviceToken": False, "recommendedNextStep": "update_auth_credentials"})
+            return False
+        await client.send({"type": "res", "id": req_id, "ok": True, "payload": self._hello()})
+        return True
+
+    async def _refuse(self, client: Client, req_id: Any, code: str, message: str, details: dict[str, Any],
+                      close_code: int = 1008) -> None:
+        await client.send({"type": "res", "id": req_id, "ok": False,
+                           "error": {"code": code, "message": message, "details": details}})
+        await client.ws.close(code=close_code, message=message.encode()[:120])
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "type": "hello-ok",
+            "protocol": PROTOCOL_VERSION,
+            "server": {"version": self.version, "connId": uuid.uuid4().hex},
+            "features": {"methods": list(METHODS), "events": list(EVENTS)},
+            "snapshot": {"uptimeMs": int((time.time() - self.started_at) * 1000)},
+            "policy": {"maxPayload": MAX_PAYLOAD, "maxBufferedBytes": MAX_PAYLOAD * 2,
+                       "tickIntervalMs": self.config.tick_interval_ms},
+        }
+
+    async def _on_request(self, client: Client, frame: dict[str, Any]) -> None:
+        req_id, method = frame.get("id"), frame.get("method")
+        params = frame.get("params") if isinstance(frame.get("params"), dict) else {}
+        handler = {
+            "chat.send": self._m_chat_send,
+            "agent.wait": self._m_agent_wait,
+            "chat.history": self._m_chat_history,
+            "health": self._m_health,
+            "status": self._m_health,
+            "sessions.list": self._m_sessions_list,
+        }.get(str(method))
+        if handler is None:
+            await client.send(_error(req_id, "INVALID_REQUEST", f"unknown method: {method}"))
+            return
+        # agent.wait blocks: run it aside so the connection keeps reading
+        if method == "agent.wait":
+            self._spawn(self._answer(client, req_id, handler, params))
+        else:
+            await self._answer(client, req_id, handler, params)
+
+    async def _answer(self, client: Client, req_id: Any, handler: Any, params: dict[str, Any]) -> None:
+        try:
+            payload = await handler(params)
+        except RequestError as exc:
+            await client.send(_error(req_id, "INVALID_REQUEST", str(exc)))
+            return
+        await client.send({"type": "res", "id": req_id, "ok": True, "payload": payload})
+
+    async def _m_chat_send(self, params: dict[str, Any]) -> dict[str, Any]:
+        for name in ("sessionKey", "message", "idempotencyKey"):
+            if not isinstance(params.get(name), str) or not params[name]:
+                raise RequestError(f"invalid chat.send params: {name} is required")
+        run_id = params["idempotencyKey"]
+        existing = self.runs.get(run_id)
+        if existing is not None:
+            return {"runId": run_id, "status": "in_flight" if existing.state == "running" else "ok"}
+        self.chat_send(canonical_session_key(params["sessionKey"]), params["message"], run_id)
+        return {"runId": run_id, "status": "started"}
+
+    async def _m_agent_wait(self, params: dict[str, Any]) -> dict[str, Any]:
+        run = self.runs.get(str(params.get("runId")))
+        if run is None:
+            raise RequestError("unknown runId")
+        timeout = float(params.get("timeoutMs", 30_000)) / 1000.0
+        try:
+            await asyncio.wait_for(run.done.wait(), timeout)
+        except asyncio.TimeoutError:
+            return {"runId": run.run_id, "status": "timeout"}
+        return {"runId": run.run_id, "status": run.state}
+
+    async def _m_chat_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = canonical_session_key(str(params.get("sessionKey") or "main"))
+        limit = int(params.get("limit") or 200)
+        session = self.sessions.get(key)
+        messages = session.history[-limit:] if session else []
+        return {"sessionKey": key, "messages": [
+            {"role": m["role"], "content": [{"type": "text", "text": m["text"]}], **({"runId": m["runId"]} if "runId" in m else {})}
+            for m in messages
+        ]}
+
+    async def _m_health(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "version": self.version, "uptimeMs": int((time.time() - self.started_at) * 1000),
+                "sessions": len(self.sessions), "profile": self.config.profile}
+
+    async def _m_sessions_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"sessions": [{"key": s.key, "messages": len(s.history), "busy": s.guard is not None}
+                             for s in self.sessions.values()]}
+
+    # -- events -----------------------------------------------------------------------------
+    async def broadcast(self, event: str, payload: dict[str, Any]) -> None:
+        for client in list(self.clients):
+            await client.send({"type": "event", "event": event, "payload": payload, "seq": next(client.seq)})
+
+    async def _chat_event(self, run: Run, state: str, text: str | None, **extra: Any) -> None:
+        payload: dict[str, Any] = {"runId": run.run_id, "sessionKey": run.session_key, "seq": 0, "state": state, **extra}
+        if text is not None:
+            payload["message"] = {"role": "assistant", "content": [{"type": "text", "text": text}],
+                                  "timestamp": int(time.time() * 1000)}
+        if state in ("final", "error", "aborted"):
+            for waiter in self._final_waiters.pop(run.run_id, []):
+                if not waiter.done():
+                    waiter.set_result(payload)
+        await self.broadcast("chat", payload)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_interval_ms / 1000.0)
+            await self.broadcast("tick", {"ts": int(time.time() * 1000)})
+
+    # -- the reply-run mechanism --------------------------------------------------------------
+    def session(self, key: str) -> Session:
+        session = self.sessions.get(key)
+        if session is None:
+            session = self.sessions[key] = Session(key=key)
+            session.guard_cleared.set()
+        return session
+
+    def chat_send(self, key: str, message: str, run_id: str) -> None:
+        """Accept one turn: run it now, or queue it as a follow-up when the reply-run guard is set."""
+        session = self.session(key)
+        run = self.runs[run_id] = Run(run_id=run_id, session_key=key)
+        if session.guard is None:
+            self._spawn(self._run_turn(session, run, message))
+            return
+        # Busy (a run, or its post-reply teardown, holds the guard): the real gateway enqueues a
+        # follow-up and does not kick the drain; the run that holds the guard drains it when it ends.
+        session.queue.append(QueuedTurn(message=message, queued_at=time.time()))
+        session.last_enqueued = time.monotonic()
+        self._spawn(self._ack_queued(run))
+
+    async def _ack_queued(self, run: Run) -> None:
+        """The queued send's own run ends with a final without message once its request is processed."""
+        await asyncio.sleep(self.config.queued_ack_ms / 1000.0)
+        await self._chat_event(run, "final", None)
+        run.state = "ok"
+        run.done.set()
+
+    def _acquire_guard(self, session: Session, run_id: str) -> None:
+        if session.guard is not None:
+            raise ReplyRunAlreadyActiveError(session.key)
+        session.guard = run_id
+        session.guard_cleared.clear()
+
+    def _release_guard(self, session: Session) -> None:
+        session.guard = None
+        session.guard_cleared.set()
+
+    async def _run_turn(self, session: Session, run: Run, message: str, *, followup: bool = False) -> None:
+        """One reply run. The post-reply teardown belongs to client-started reply runs (in the real
+        gateway it is the work ``runReplyAgent`` does between the final and clearing the guard); a
+        follow-up run, which a drain starts holding the guard already, clears it when it ends."""
+        if session.guard != run.run_id:
+            self._acquire_guard(session, run.run_id)
+        try:
+            text = await self._call_provider(session, run, message)
+        except Exception as exc:  # the provider failed: the run ends in state error
+            self._release_guard(session)
+            await self._chat_event(run, "error", None, errorMessage=f"provider error: {exc}", errorKind="provider")
+            run.state = "error"
+            run.done.set()
+            self._schedule_drain(session)
+            return
+        session.history.append({"role": "user", "text": message})
+        session.history.append({"role": "assistant", "text": text, "runId": run.run_id})
+        if self.config.profile == "healthy" or followup:
+            self._release_guard(session)
+            await self._chat_event(run, "final", text or None)
+        else:
+            # The bug: the final goes out while the run still holds the guard (post-reply teardown).
+            await self._chat_event(run, "final", text or None)
+            await asyncio.sleep(self.config.teardown_ms / 1000.0)
+            self._release_guard(session)
+        run.state = "ok"
+        run.done.set()
+        self._schedule_drain(session)
+
+    async def _call_provider(self, session: Session, run: Run, message: str) -> str:
+        assert self._http is not None
+        stamp = datetime.now(timezone.utc).strftime("[%a %Y-%m-%d %H:%M UTC] ")
+        messages = [{"role": "system", "content": "You are the ocprobe reference agent."}]
+        messages += [{"role": m["role"], "content": m["text"]} for m in session.history]
+        messages.append({"role": "user", "content": stamp + message})
+        body = {"model": self.config.model, "messages": messages, "stream": True}
+        headers = {"Authorization": f"Bearer {self.config.provider_api_key}"}
+        text = ""
+        async with self._http.stream("POST", f"{self.config.provider_url}/chat/completions", json=body, headers=headers) as resp:
+            if resp.status_code != 200:
+                raise RuntimeError(f"HTTP {resp.status_code}")
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                for choice in chunk.get("choices", []):
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        text += piece
+                        await self._chat_event(run, "delta", text)
+        return text
+
+    def _schedule_drain(self, session: Session) -> None:
+        if not session.draining and session.queue:
+            session.draining = True
+            self._spawn(self._drain(session))
+
+    async def _drain(self, session: Session) -> None:
+        """The follow-up drain as in the real gateway: a trailing debounce from the last enqueue (or
+        failure), then one run per queued turn (``collect``: one run for all), retried without limit."""
+        try:
+            while session.queue:
+                await self._debounce(session)
+                if self.config.drop_queued:
+                    dropped, session.queue = session.queue, []
+                    self.log.error(f"followup queue for {session.key}: dropped {len(dropped)} queued turn(s)")
+                    return
+                if self.config.profile == "healthy":
+                    # The intended fix: a drain waits for the active run to clear its guard.
+                    await session.guard_cleared.wait()
+                run = Run(run_id=str(uuid.uuid4()), session_key=session.key)
+                self._acquire_guard(session, run.run_id)  # raises while another run holds the guard
+                if self.config.queue_mode == "collect":
+                    turns, session.queue = session.queue, []
+                    message = "[Queued messages while agent was busy]\n\n" + "\n\n".join(
+                        f"Queued #{n}\n{t.message}" for n, t in enumerate(turns, 1))
+                else:
+                    message = session.queue.pop(0).message
+                self.runs[run.run_id] = run
+                await self._run_turn(session, run, message, followup=True)
+        except ReplyRunAlreadyActiveError as exc:
+            session.last_enqueued = time.monotonic()  # the retry comes one debounce after the failure
+            self.log.error(f"followup queue drain failed for {session.key}: ReplyRunAlreadyActiveError: {exc}")
+        finally:
+            session.draining = False
+            if session.queue:
+                self._schedule_drain(session)
+
+    async def _debounce(self, session: Session) -> None:
+        debounce = self.config.debounce_ms / 1000.0
+        while (since := time.monotonic() - session.last_enqueued) < debounce:
+            await asyncio.sleep(debounce - since)
+
+
+class RequestError(Exception):
+    pass
+
+
+def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:
+    return {"type": "res", "id": req_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def _text_of(message: Any) -> str:
+    if not isinstance(message, dict):
+        return ""
+    return "".join(p.get("text", "") for p in message.get("content") or [] if isinstance(p, dict))
