@@ -168,7 +168,9 @@ class ProbeEngine:
             now = time.monotonic()
             if now_seen != seen:
                 seen, last_activity = now_seen, now
-            if all(self._late_reply(r) for r in self._pending()):
+            # Done early once every open call's late reply has arrived (the witness sees a queued turn
+            # before its final); otherwise the quiet period decides.
+            if all(any(r.nonce in e.text for e in self._foreign) for r in self._pending()):
                 return
             if now - last_activity >= quiet or now - start >= max(quiet, min(SETTLE_CAP, 10 * quiet)):
                 return

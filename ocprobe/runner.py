@@ -82,8 +82,8 @@ async def run_sequential_probe(
     run_dir: Path | None,
     observer: ProbeObserver,
 ) -> ProbeResult:
-    validate_target(spec)
     validate_sequential(cfg)
+    token = validate_target(spec)
     validate_log_paths(log_paths)
     if run_dir is None:
         run_dir = new_run_dir(cfg.probe_id)
@@ -92,7 +92,7 @@ async def run_sequential_probe(
     logs = LogWatcher(patterns, log_paths)
     await logs.start()
     try:
-        async with open_target(spec, logs, run_dir) as opened:
+        async with open_target(spec, token, logs, run_dir) as opened:
             observer.probe_started(opened.info, cfg.calls, opened.secrets)
             engine = ProbeEngine(opened.transport, opened.info, witness=opened.witness, logs=logs, observer=observer)
             return await engine.run_sequential(cfg)

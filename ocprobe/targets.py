@@ -72,8 +72,8 @@ def new_run_dir(label: str) -> Path:
     return run_dir
 
 
-def validate_target(spec: TargetSpec) -> None:
-    """Refuse a bad target before anything starts."""
+def validate_target(spec: TargetSpec) -> str | None:
+    """Refuse a bad target before anything starts; returns the token an external target needs."""
     if spec.target == EMBEDDED:
         if spec.embedded.profile not in PROFILES:
             raise UsageError(f"unknown profile {spec.embedded.profile!r} (choose from {', '.join(PROFILES)})")
@@ -83,7 +83,7 @@ def validate_target(spec: TargetSpec) -> None:
                             ("--jitter-ms", spec.embedded.jitter_ms)):
             if not 0 <= value <= 600_000:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
-        return
+        return None
     parts = urlsplit(spec.target)
     if parts.scheme not in ("ws", "wss"):
         raise UsageError(f"unsupported target {spec.target!r}: use 'embedded' or ws://HOST:PORT")
@@ -98,6 +98,7 @@ def validate_target(spec: TargetSpec) -> None:
             f"{spec.target} is not loopback: ws:// would send the gateway token in clear text "
             "(use wss://, or --allow-insecure to accept that)"
         )
+    return read_token(spec)
 
 
 def _is_loopback(host: str) -> bool:
@@ -126,12 +127,12 @@ def read_token(spec: TargetSpec) -> str:
 
 
 @asynccontextmanager
-async def open_target(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncIterator[OpenTarget]:
-    if spec.target == EMBEDDED:
+async def open_target(spec: TargetSpec, token: str | None, logs: LogWatcher, run_dir: Path) -> AsyncIterator[OpenTarget]:
+    """``token``: what ``validate_target`` returned."""
+    if spec.target == EMBEDDED or token is None:
         async with _embedded(spec.embedded, logs, run_dir) as opened:
             yield opened
         return
-    token = read_token(spec)
     transport = OpenClawWsTransport(spec.target, token)
     try:
         await transport.open()

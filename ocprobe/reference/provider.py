@@ -187,6 +187,16 @@ class ReferenceProvider:
             )
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        try:
+            await self._stream(request, response, body, text, completion_id, created, model, usage)
+        except ConnectionResetError:
+            pass  # the gateway went away mid-reply (it was stopped): nothing left to answer
+        return response
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, body: dict[str, Any], text: str,
+        completion_id: str, created: int, model: str, usage: dict[str, int],
+    ) -> None:
         await response.prepare(request)
 
         async def send(choices: list[dict[str, Any]], **extra: Any) -> None:
@@ -211,7 +221,6 @@ class ReferenceProvider:
             await send([], usage=usage)
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        return response
 
     async def _models(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
