@@ -46,11 +46,9 @@ class Witness(Protocol):
 
 
 class ProbeObserver(Protocol):
-    def probe_started(self, target: TargetInfo, calls: int, secrets: Sequence[str]) -> None: ...
-
     def call_finished(self, record: CallRecord) -> None: ...
 
-    def probe_finished(self, result: ProbeResult) -> None: ...
+    def run_finished(self, result: ProbeResult) -> None: ...
 
 
 @dataclass
@@ -64,6 +62,7 @@ class SequentialConfig:
     floor_ms: float | None = None
     settle: float | None = None  # quiet time that ends the settle period; None: derived from real round trips
     probe_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    run: int = 1
 
     def nonce(self, index: int) -> str:
         return f"ok-{index}-{self.probe_id}"
@@ -89,6 +88,8 @@ class ProbeEngine:
         self.observer = observer
         self.records: list[CallRecord] = []
         self._foreign: list[ChatEvent] = []
+        self._log_offset = len(logs.matches)
+        self.result: ProbeResult | None = None  # set when the run ends, also when it is cut short  # with --repeat, earlier runs' matches are theirs
 
     async def run_sequential(self, cfg: SequentialConfig) -> ProbeResult:
         """Run the probe; on cancellation or a lost target, report what was measured, then re-raise."""
@@ -101,11 +102,12 @@ class ProbeEngine:
                     await asyncio.sleep(cfg.gap)
             await self._settle(cfg)
         except BaseException:
-            self.observer.probe_finished(await self._result(cfg, interrupted=True))
+            self.result = await self._result(cfg, interrupted=True)
+            self.observer.run_finished(self.result)
             raise
-        result = await self._result(cfg, interrupted=False)
-        self.observer.probe_finished(result)
-        return result
+        self.result = await self._result(cfg, interrupted=False)
+        self.observer.run_finished(self.result)
+        return self.result
 
     async def _call(self, cfg: SequentialConfig, index: int) -> CallRecord:
         nonce, run_id = cfg.nonce(index), cfg.idempotency_key(index)
@@ -135,6 +137,7 @@ class ProbeEngine:
             reply=outcome.text,
             state=outcome.state,
             error=error,
+            run=cfg.run,
         )
 
     def _real_latencies(self) -> list[float]:
@@ -200,14 +203,17 @@ class ProbeEngine:
         for record in self._pending():
             record.late = self._late_reply(record)
             record.fate = Fate.RAN_LATE if record.late else (Fate.LOST if self.witness else Fate.UNKNOWN)
-        matches = self.logs.matches
+        matches = self.logs.matches[self._log_offset :]
+        log_counts = dict.fromkeys(self.logs.counts(), 0)
+        for match in matches:
+            log_counts[match.pattern] += 1
         attach_log_matches(self.records, matches)
         attributed = {r.late.run_id for r in self.records if r.late and r.late.run_id}
         floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real_latencies())
         return ProbeResult(
             target=self.target,
             records=self.records,
-            summary=summarize(self.records, self.logs.counts(), floor, interrupted=interrupted),
+            summary=summarize(self.records, log_counts, floor, interrupted=interrupted),
             log_matches=matches,
             unattributed_finals=[e for e in self._foreign if e.run_id not in attributed],
         )
@@ -228,6 +234,21 @@ def attach_log_matches(records: Sequence[CallRecord], matches: Sequence[LogMatch
         match.call = owner.index if owner else None
         if owner is not None:
             owner.log_matches.append(match)
+
+
+def pooled_summary(results: Sequence[ProbeResult]) -> ProbeSummary:
+    """One summary over every call of several runs of the same probe (``--repeat``)."""
+    log_counts: dict[str, int] = {}
+    for result in results:
+        for pattern, count in result.summary.log_counts.items():
+            log_counts[pattern] = log_counts.get(pattern, 0) + count
+    floors = {r.summary.floor_ms for r in results}
+    return summarize(
+        [record for result in results for record in result.records],
+        log_counts,
+        floors.pop() if len(floors) == 1 else None,
+        interrupted=any(r.summary.interrupted for r in results),
+    )
 
 
 def summarize(

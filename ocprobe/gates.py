@@ -183,6 +183,12 @@ class Gate:
         if actual is None:
             return GateResult(gate=self, actual=None, status="inconclusive")
         passed = OPERATORS[self.op](actual, self.value)
+        if not passed and self.metric.endswith((".lower95", ".upper95")):
+            point = metrics.get(self.metric.rsplit(".", 1)[0])
+            if point is not None and OPERATORS[self.op](point, self.value):
+                # The observed rate meets the gate but its 95% interval is still too wide: too few
+                # calls to decide, which is not the same as a regression.
+                return GateResult(gate=self, actual=actual, status="inconclusive")
         return GateResult(gate=self, actual=actual, status="pass" if passed else "fail")
 
 
@@ -190,7 +196,9 @@ class Gate:
 class GateResult:
     gate: Gate
     actual: float | None
-    status: str  # pass | fail | inconclusive (the metric has no value, e.g. a rate over no calls)
+    # pass | fail | inconclusive: the metric has no value (a rate over no calls), or a 95% bound misses
+    # the gate while the observed rate meets it
+    status: str
 
 
 def parse_gate(text: str) -> Gate:

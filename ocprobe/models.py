@@ -111,6 +111,7 @@ class CallRecord:
     log_matches: list[LogMatch] = field(default_factory=list)
     fate: Fate | None = None
     late: LateReply | None = None
+    run: int = 1  # which repeat of the probe (--repeat)
 
     @property
     def passed(self) -> bool:

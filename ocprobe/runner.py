@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 from pathlib import Path
 
-from ocprobe.engine import ProbeEngine, ProbeObserver, SequentialConfig
-from ocprobe.errors import UsageError
+from ocprobe.engine import ProbeEngine, ProbeObserver, SequentialConfig, pooled_summary, summarize
+from ocprobe.errors import OcprobeError, UsageError
+from ocprobe.gates import Gate, GateResult, GateSyntaxError, UnknownMetricError, overall_status, parse_gates, probe_metrics
 from ocprobe.logwatch import DEFAULT_PATTERNS, LogWatcher
-from ocprobe.models import ProbeResult
+from ocprobe.models import ProbeResult, ProbeSummary, TargetInfo
 from ocprobe.targets import TargetSpec, new_run_dir, open_target, validate_target
 
 TEMPLATE_FIELDS = {"i", "nonce"}
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def validate_message_template(template: str) -> None:
@@ -73,28 +77,106 @@ def validate_sequential(cfg: SequentialConfig) -> None:
     validate_message_template(cfg.message)
 
 
+@dataclass
+class ProbeOutcome:
+    """Every run of one probe command, pooled, with its gates and the exit code they mean."""
+
+    target: TargetInfo
+    runs: list[ProbeResult]
+    pooled: ProbeSummary
+    gates: list[GateResult]
+    gate_status: str | None  # None without gates
+    exit_code: int
+
+
+class SessionObserver(ProbeObserver, Protocol):
+    def probe_started(self, target: TargetInfo, calls: int, secrets: Sequence[str]) -> None: ...
+
+    def probe_finished(self, outcome: ProbeOutcome) -> None: ...
+
+
+def prepare_gates(texts: Sequence[str], patterns: list[str]) -> list[Gate]:
+    """Parse gates and check their metrics before anything runs; a log gate's pattern gets watched."""
+    try:
+        gates = parse_gates(texts)
+    except GateSyntaxError as exc:
+        raise UsageError(str(exc)) from None
+    for gate in gates:
+        if gate.metric.startswith("log[") and gate.metric[4:-1] not in patterns:
+            log_patterns([gate.metric[4:-1]])  # the same regex check as --log-pattern
+            patterns.append(gate.metric[4:-1])
+    known = probe_metrics(summarize([], {p: 0 for p in patterns}, None, interrupted=False))
+    for gate in gates:
+        if gate.metric not in known:
+            raise UsageError(str(UnknownMetricError(gate, known)))
+    return gates
+
+
+def exit_code(pooled: ProbeSummary, gate_status: str | None) -> int:
+    """0 pass, 1 fail, 3 inconclusive. Without gates a run passes when every call is real."""
+    if gate_status is None:
+        return EXIT_PASS if pooled.all_real else EXIT_FAIL
+    return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(gate_status, EXIT_INCONCLUSIVE)
+
+
 async def run_sequential_probe(
     spec: TargetSpec,
     cfg: SequentialConfig,
     *,
     log_paths: Sequence[str],
     patterns: Sequence[str],
+    gates: Sequence[str] = (),
+    repeat: int = 1,
     run_dir: Path | None,
-    observer: ProbeObserver,
-) -> ProbeResult:
+    observer: SessionObserver,
+) -> ProbeOutcome:
     validate_sequential(cfg)
+    if not 1 <= repeat <= 1000:
+        raise UsageError(f"--repeat must be between 1 and 1000, got {repeat}")
+    watched = list(patterns)
+    parsed_gates = prepare_gates(gates, watched)
     token = validate_target(spec)
     validate_log_paths(log_paths)
     if run_dir is None:
         run_dir = new_run_dir(cfg.probe_id)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-    logs = LogWatcher(patterns, log_paths)
+    logs = LogWatcher(watched, log_paths)
     await logs.start()
+    runs: list[ProbeResult] = []
+    target: TargetInfo | None = None
+    engine: ProbeEngine | None = None
     try:
         async with open_target(spec, token, logs, run_dir) as opened:
-            observer.probe_started(opened.info, cfg.calls, opened.secrets)
-            engine = ProbeEngine(opened.transport, opened.info, witness=opened.witness, logs=logs, observer=observer)
-            return await engine.run_sequential(cfg)
+            target = opened.info
+            observer.probe_started(opened.info, cfg.calls * repeat, opened.secrets)
+            for run in range(1, repeat + 1):
+                # Each repeat gets its own session: leftover queued turns would poison the next one.
+                # Nonces and idempotency keys must be new too, or the gateway answers from its cache.
+                run_cfg = cfg if run == 1 else replace(
+                    cfg, run=run, session_key=f"{cfg.session_key}-r{run}", probe_id=f"{cfg.probe_id}r{run}"
+                )
+                engine = ProbeEngine(opened.transport, opened.info, witness=opened.witness, logs=logs, observer=observer)
+                runs.append(await engine.run_sequential(run_cfg))
+    except BaseException as exc:
+        # Cut short (Ctrl-C, a lost target): the last record on disk is still a summary of what ran.
+        if target is not None:
+            if engine is not None and engine.result is not None and all(r is not engine.result for r in runs):
+                runs.append(engine.result)
+            code = exc.exit_code if isinstance(exc, OcprobeError) else EXIT_INTERRUPTED
+            observer.probe_finished(_outcome(target, runs, [], code))
+        raise
     finally:
         await logs.stop()
+    assert target is not None
+    outcome = _outcome(target, runs, parsed_gates, None)
+    observer.probe_finished(outcome)
+    return outcome
+
+
+def _outcome(target: TargetInfo, runs: list[ProbeResult], gates: Sequence[Gate], forced_exit: int | None) -> ProbeOutcome:
+    pooled = pooled_summary(runs)
+    results = [gate.evaluate(probe_metrics(pooled)) for gate in gates]
+    gate_status = overall_status(results) if results else None
+    return ProbeOutcome(target=target, runs=runs, pooled=pooled, gates=results, gate_status=gate_status,
+                        exit_code=forced_exit if forced_exit is not None else exit_code(pooled, gate_status))

@@ -199,3 +199,14 @@ def test_parse_gate_returns_a_gate_or_raises_gate_syntax_error(text: str) -> Non
     except GateSyntaxError:
         return
     assert isinstance(gate, Gate)
+
+
+def test_a_bound_that_misses_while_the_rate_meets_the_gate_is_inconclusive() -> None:
+    """0 failures in 10 calls: the rate meets `< 0.05` but its Wilson upper bound (0.28) does not."""
+    gate = parse_gate("fail.rate.upper95 < 0.05")
+    few = {"fail.rate": 0.0, "fail.rate.upper95": 0.2775}
+    assert gate.evaluate(few).status == "inconclusive"
+    many = {"fail.rate": 0.0, "fail.rate.upper95": 0.0370}
+    assert gate.evaluate(many).status == "pass"
+    failing = {"fail.rate": 0.5, "fail.rate.upper95": 0.7}
+    assert gate.evaluate(failing).status == "fail"

@@ -10,7 +10,10 @@ import typer
 from ocprobe import __version__
 from ocprobe.cli import gateway, sequential
 
-EXIT_CODES_HELP = "Exit codes: 0 every call real, 1 some call was not, 2 usage, connection or auth error, 130 interrupted."
+EXIT_CODES_HELP = (
+    "Exit codes: 0 pass (every call real, or with --gate every gate passes), 1 fail, "
+    "2 usage, connection or auth error, 3 inconclusive (a gate cannot be decided yet), 130 interrupted."
+)
 
 app = typer.Typer(
     name="ocprobe",

@@ -53,6 +53,8 @@ def sequential(
     settle: Optional[float] = typer.Option(None, "--settle", help="Quiet seconds that end the watch for late replies after the last call (default: max(2, 3 real round trips))."),
     log: list[str] = typer.Option([], "--log", help="Gateway log file or glob to watch (repeatable)."),
     log_pattern: list[str] = typer.Option([], "--log-pattern", help="Extra regex to count in the logs (repeatable)."),
+    gate: list[str] = typer.Option([], "--gate", help="CI gate, e.g. 'fast_fail.count == 0', 'real.p95_ms < 3000', 'log[\"ReplyRunAlreadyActiveError\"] == 0' (repeatable; see README)."),
+    repeat: int = typer.Option(1, "--repeat", help="Run the probe R times (each on its own session) and pool the figures."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write one JSON record per call as it ends, then the summary; '-' for stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary line."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where gateway output goes (default: a new dir in the ocprobe cache)."),
@@ -67,7 +69,8 @@ def sequential(
         embedded=EmbeddedOptions(profile=profile.value, teardown_ms=teardown_ms, latency_ms=latency_ms,
                                  jitter_ms=jitter_ms, drop_queued=drop_queued, queue_mode=queue_mode.value),
     )
-    result = execute(output, lambda: asyncio.run(run_sequential_probe(
-        spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), run_dir=run_dir, observer=output,
+    outcome = execute(output, lambda: asyncio.run(run_sequential_probe(
+        spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), gates=gate, repeat=repeat,
+        run_dir=run_dir, observer=output,
     )))
-    raise typer.Exit(0 if result.summary.all_real else 1)
+    raise typer.Exit(outcome.exit_code)

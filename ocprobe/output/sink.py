@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ocprobe.models import CallClass, CallRecord, ProbeResult, TargetInfo
+from ocprobe.gates import GateResult
+from ocprobe.models import CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
+from ocprobe.runner import ProbeOutcome
 
 REDACTED = "***"
 CLASS_STYLE = {
@@ -89,8 +91,8 @@ class Output:
         self.mode = mode
         self.redact = redactor or Redactor()
         self._stdout = stdout or sys.stdout
-        self.console = Console(file=self._stdout, highlight=False, soft_wrap=False)
-        self.err_console = Console(file=stderr or sys.stderr, highlight=False)
+        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
+        self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self._json_file = JsonLinesFile(json_path) if json_path else None
 
     # -- generic messages -------------------------------------------------------------------
@@ -138,30 +140,52 @@ class Output:
             line.append(f" {record.latency_ms:8.0f} ms")
             self.err_console.print(line)
 
-    def probe_finished(self, result: ProbeResult) -> None:
+    def run_finished(self, result: ProbeResult) -> None:
         for record in result.records:
             if record.fate or record.log_matches:
                 self._record(
                     {
                         "record": "settle",
+                        "run": record.run,
                         "index": record.index,
                         "fate": record.fate.value if record.fate else None,
                         "late": record.to_json()["late"],
                         "log_matches": [m.__dict__ for m in record.log_matches],
                     }
                 )
-        summary = result.summary.to_json()
-        summary["target"] = target_json(result.target)
-        summary["unattributed_finals"] = [e.__dict__ for e in result.unattributed_finals]
+        run_summary = result.summary.to_json()
+        run_summary.update(record="run", run=result.records[0].run if result.records else 1,
+                           unattributed_finals=[e.__dict__ for e in result.unattributed_finals])
+        self._record(run_summary)
+        if self.mode is Mode.HUMAN:
+            self.console.print(self.redact_renderable(render_table(result)))
+            for line in render_summary(result.summary, result.log_matches, len(result.unattributed_finals)):
+                self.console.print(self.redact_renderable(line))
+
+    def probe_finished(self, outcome: ProbeOutcome) -> None:
+        summary = outcome.pooled.to_json()
+        summary.update(
+            target=target_json(outcome.target),
+            runs=len(outcome.runs),
+            gates=[gate_json(g) for g in outcome.gates],
+            gate_status=outcome.gate_status,
+            exit_code=outcome.exit_code,
+        )
         self._record(summary)
         if self._json_file:
             self._json_file.close()
         if self.mode is Mode.HUMAN:
-            self.console.print(self.redact_renderable(render_table(result)))
-            for line in render_summary(result):
-                self.console.print(self.redact_renderable(line))
-        elif self.mode is Mode.QUIET:
-            self.console.print(self.redact(summary_line(result)))
+            if len(outcome.runs) > 1:
+                self.console.print(Text(f"pooled over {len(outcome.runs)} runs", style="bold"))
+                matches = [m for r in outcome.runs for m in r.log_matches]
+                for line in render_summary(outcome.pooled, matches, 0)[1:]:
+                    self.console.print(self.redact_renderable(line))
+            for result in outcome.gates:
+                self.console.print(render_gate(result))
+        if self.mode is not Mode.JSON:
+            line = verdict_line(outcome)
+            style = {0: "bold green", 3: "bold yellow"}.get(outcome.exit_code, "bold red")
+            self.console.print(Text(self.redact(line), style=style if self.mode is Mode.HUMAN else ""))
 
     def redact_renderable(self, renderable: Any) -> Any:
         if isinstance(renderable, Text):
@@ -227,8 +251,7 @@ def render_table(result: ProbeResult) -> Table:
     return table
 
 
-def render_summary(result: ProbeResult) -> list[Text]:
-    s = result.summary
+def render_summary(s: ProbeSummary, matches: Sequence[LogMatch], unattributed: int) -> list[Text]:
     lines = [Text(f"sequence  {s.strip}  ({s.pattern})", style="bold")]
     counts = ", ".join(f"{name} {n}" for name, n in s.counts.items() if n)
     lines.append(Text(f"classes   {counts or 'no calls'}"))
@@ -239,19 +262,33 @@ def render_summary(result: ProbeResult) -> list[Text]:
         lines.append(Text(f"fates     {fates}"))
     if s.log_counts:
         logs = ", ".join(f"{name!r}: {n}" for name, n in s.log_counts.items())
-        lines.append(Text(f"log       {logs}"))
-    if result.unattributed_finals:
-        lines.append(Text(f"late      {len(result.unattributed_finals)} final(s) under runs ocprobe did not start"))
+        distinct = len({(m.source, m.at, m.line) for m in matches})
+        lines.append(Text(f"log       {logs} ({distinct} line(s))"))
+    if unattributed:
+        lines.append(Text(f"late      {unattributed} final(s) under runs ocprobe did not start"))
     if s.interrupted:
         lines.append(Text("run       interrupted: figures cover the calls finished so far", style="yellow"))
-    verdict = "PASS" if s.all_real and not s.interrupted else "FAIL"
-    lines.append(Text(summary_line(result), style="bold green" if verdict == "PASS" else "bold red"))
     return lines
 
 
-def summary_line(result: ProbeResult) -> str:
-    s = result.summary
+def gate_json(result: GateResult) -> dict[str, Any]:
+    gate = result.gate
+    return {"gate": gate.text, "metric": gate.metric, "op": gate.op, "value": gate.value,
+            "actual": result.actual, "status": result.status}
+
+
+def render_gate(result: GateResult) -> Text:
+    mark, style = {"pass": ("✔", "green"), "fail": ("✗", "bold red"), "inconclusive": ("?", "yellow")}[result.status]
+    actual = "no value" if result.actual is None else f"{result.actual:g}"
+    return Text(f"gate      {mark} {result.gate.text}  (actual {actual}: {result.status})", style=style)
+
+
+def verdict_line(outcome: ProbeOutcome) -> str:
+    s = outcome.pooled
+    verdict = {0: "PASS", 1: "FAIL", 3: "INCONCLUSIVE", 130: "INTERRUPTED"}.get(outcome.exit_code, "FAIL")
     real = s.counts.get(CallClass.REAL.value, 0)
-    verdict = "PASS" if s.all_real and not s.interrupted else "FAIL"
-    logs = sum(s.log_counts.values())
-    return f"{verdict}: {real}/{s.calls} real, pattern {s.pattern}, {logs} log match(es)"
+    line = f"{verdict}: {real}/{s.calls} real, pattern {s.pattern}"
+    if outcome.gate_status is not None:
+        passed = sum(1 for g in outcome.gates if g.status == "pass")
+        line += f", gates {passed}/{len(outcome.gates)} pass"
+    return line

@@ -270,6 +270,15 @@ class OpenClawWsTransport(Transport):
                 return self._finish(outcome, t0)
             payload = res.get("payload") or {}
             outcome.ack_status = payload.get("status")
+            if outcome.ack_status == "ok":
+                # Answered from the idempotency cache: that run ended before, no new final will come.
+                outcome.error_message = "the gateway answered from its idempotency cache (key already used)"
+                return self._finish(outcome, t0)
+            answered_run = str(payload.get("runId") or idempotency_key)
+            if answered_run != idempotency_key:
+                # Deduplicated onto an earlier run (same text, same session): its events decide.
+                self._runs[answered_run] = self._runs.pop(idempotency_key)
+                idempotency_key = answered_run
             remaining = max(0.0, timeout - (time.perf_counter() - t0))
             await asyncio.wait_for(asyncio.shield(run.done), remaining)
         except asyncio.TimeoutError:

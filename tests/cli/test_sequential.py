@@ -45,7 +45,7 @@ def test_embedded_healthy_all_real(tmp_path: Path) -> None:
     s = summary(out)
     assert s["pattern"] == "all-pass" and s["counts"]["real"] == 10
     assert s["target"]["gateway_version"].startswith("ocprobe-reference/")
-    assert "✔✔✔✔✔✔✔✔✔✔" in proc.stdout and "PASS: 10/10 real" in proc.stdout
+    assert "✔✔✔✔✔✔✔✔✔✔" in proc.stdout and "PASS: 10/10 real, pattern all-pass" in proc.stdout
 
 
 def test_reply_run_race_gap_0_alternates_and_queued_turns_run_late(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_json_to_stdout_is_only_json(tmp_path: Path) -> None:
     proc = ocprobe("sequential", "-n", "2", "--json", "-", tmp_path=tmp_path)
     assert proc.returncode == 0
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [r["record"] for r in lines] == ["start", "call", "call", "summary"]
+    assert [r["record"] for r in lines] == ["start", "call", "call", "run", "summary"]
 
 
 def test_token_never_reaches_outputs(tmp_path: Path) -> None:
