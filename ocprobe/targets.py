@@ -73,7 +73,12 @@ def new_run_dir(label: str) -> Path:
 
 
 def validate_target(spec: TargetSpec) -> str | None:
-    """Refuse a bad target before anything starts; returns the token an external target needs."""
+    """Refuse a bad target before anything starts; returns the token an external target needs.
+
+    ``embedded:PROFILE`` is the embedded target with that profile (handy in ``compare``)."""
+    if spec.target.startswith(f"{EMBEDDED}:"):
+        spec.embedded.profile = spec.target.split(":", 1)[1]
+        spec.target = EMBEDDED
     if spec.target == EMBEDDED:
         if spec.embedded.profile not in PROFILES:
             raise UsageError(f"unknown profile {spec.embedded.profile!r} (choose from {', '.join(PROFILES)})")

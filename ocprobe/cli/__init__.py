@@ -8,7 +8,7 @@ import sys
 import typer
 
 from ocprobe import __version__
-from ocprobe.cli import gateway, sequential
+from ocprobe.cli import compare, gateway, sequential
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 pass (every call real, or with --gate every gate passes), 1 fail, "
@@ -39,6 +39,7 @@ def root(
 
 
 app.command("sequential", help=f"Send N chat turns one after another to one session. {EXIT_CODES_HELP}")(sequential.sequential)
+app.command("compare", help="Compare results files or targets side by side with statistics (Fisher's exact test on failures, Mann-Whitney U on round trips).")(compare.compare)
 app.add_typer(gateway.app, name="gateway")
 
 
