@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -9,9 +11,40 @@ from typing import TypeVar
 import typer
 
 from ocprobe.errors import OcprobeError
+from ocprobe import __version__
 from ocprobe.output.sink import Mode, Output
 
 T = TypeVar("T")
+
+
+def report_writer(output: Output, directory: Path | None) -> Callable[[], None] | None:
+    """Writes the ``--report`` bundle from whatever the probe measured, even when it was cut short."""
+    if directory is None:
+        return None
+
+    def write() -> None:
+        from ocprobe.reports import ReportInput, write_report_bundle  # only commands with --report pay for it
+
+        outcome = output.outcome
+        if outcome is None:
+            return
+        environment = {
+            "ocprobe": __version__,
+            "python": platform.python_version(),
+            "os": platform.platform(),
+            "gateway_version": outcome.target.gateway_version or "unknown",
+            "node_version": outcome.target.node_version or "n/a",
+        }
+        command = ["ocprobe", *sys.argv[1:]]
+        try:
+            write_report_bundle(directory, ReportInput(runs=outcome.runs, gates=outcome.gates, command=command,
+                                                       environment=environment), output.redact)
+        except OSError as exc:
+            output.error(f"cannot write --report {directory}: {exc.strerror}")
+            return
+        output.info(f"report written to {directory}")
+
+    return write
 
 
 def make_output(json_path: str | None, quiet: bool) -> Output:
@@ -24,8 +57,9 @@ def make_output(json_path: str | None, quiet: bool) -> Output:
         raise typer.Exit(2) from None
 
 
-def execute(output: Output, work: Callable[[], T]) -> T:
-    """Run the core; an OcprobeError becomes one line on stderr and exit 2, Ctrl-C exit 130."""
+def execute(output: Output, work: Callable[[], T], finish: Callable[[], None] | None = None) -> T:
+    """Run the core; an OcprobeError becomes one line on stderr and exit 2, Ctrl-C exit 130.
+    ``finish`` runs in every case (it writes what was measured, e.g. the report bundle)."""
     try:
         return work()
     except OcprobeError as exc:
@@ -35,4 +69,6 @@ def execute(output: Output, work: Callable[[], T]) -> T:
         output.error("interrupted: records of finished calls are saved")
         raise typer.Exit(130) from None
     finally:
+        if finish is not None:
+            finish()
         output.close()

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from ocprobe.cli.common import execute, make_output
+from ocprobe.cli.common import execute, make_output, report_writer
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
@@ -55,6 +55,7 @@ def sequential(
     log_pattern: list[str] = typer.Option([], "--log-pattern", help="Extra regex to count in the logs (repeatable)."),
     gate: list[str] = typer.Option([], "--gate", help="CI gate, e.g. 'fast_fail.count == 0', 'real.p95_ms < 3000', 'log[\"ReplyRunAlreadyActiveError\"] == 0' (repeatable; see README)."),
     repeat: int = typer.Option(1, "--repeat", help="Run the probe R times (each on its own session) and pool the figures."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a report bundle here: calls.jsonl, summary.json, junit.xml, report.md."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write one JSON record per call as it ends, then the summary; '-' for stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary line."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where gateway output goes (default: a new dir in the ocprobe cache)."),
@@ -72,5 +73,5 @@ def sequential(
     outcome = execute(output, lambda: asyncio.run(run_sequential_probe(
         spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), gates=gate, repeat=repeat,
         run_dir=run_dir, observer=output,
-    )))
+    )), finish=report_writer(output, report))
     raise typer.Exit(outcome.exit_code)

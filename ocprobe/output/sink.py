@@ -94,6 +94,7 @@ class Output:
         self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
         self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
         self._json_file = JsonLinesFile(json_path) if json_path else None
+        self.outcome: ProbeOutcome | None = None  # the last finished probe, for the report bundle
 
     # -- generic messages -------------------------------------------------------------------
     def error(self, message: str) -> None:
@@ -163,6 +164,7 @@ class Output:
                 self.console.print(self.redact_renderable(line))
 
     def probe_finished(self, outcome: ProbeOutcome) -> None:
+        self.outcome = outcome
         summary = outcome.pooled.to_json()
         summary.update(
             target=target_json(outcome.target),

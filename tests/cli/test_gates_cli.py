@@ -67,3 +67,26 @@ def test_repeat_pools_runs_on_fresh_sessions(tmp_path: Path) -> None:
     s = summary(out)
     assert s["runs"] == 3 and s["calls"] == 12 and s["counts"]["real"] == 6
     assert "pooled over 3 runs" in proc.stdout
+
+
+def test_report_bundle_from_the_cli(tmp_path: Path) -> None:
+    import json
+
+    import jsonschema
+    from junitparser import JUnitXml
+
+    from ocprobe.reports import load_schema
+
+    report, run_dir = tmp_path / "report", tmp_path / "run"
+    proc = ocprobe("sequential", "-n", "4", "--profile", "reply-run-race", "--gate", "fast_fail.count == 0",
+                   "--report", str(report), "--run-dir", str(run_dir), "-q", tmp_path=tmp_path)
+    assert proc.returncode == 1
+    assert sorted(p.name for p in report.iterdir()) == ["calls.jsonl", "junit.xml", "report.md", "summary.json"]
+    summary_doc = json.loads((report / "summary.json").read_text())
+    jsonschema.validate(summary_doc, load_schema())
+    cases = [case for suite in JUnitXml.fromfile(str(report / "junit.xml")) for case in suite]
+    assert len(cases) == 1 + 4  # one per gate, one per call
+    assert "ocprobe sequential -n 4" in (report / "report.md").read_text()
+    token = (run_dir / "gateway.token").read_text().strip()
+    for path in report.iterdir():
+        assert token not in path.read_text()
