@@ -113,6 +113,13 @@ class LogWatcher:
         self._running = True
         self._task = asyncio.create_task(self._run())
 
+    def add_path(self, path: str) -> None:
+        """Watch one more file or glob from now on, e.g. the log file of a gateway ocprobe starts after
+        ``start``: files it names that appear later are read from their first line."""
+        path = os.path.expanduser(path)
+        if path not in self._paths:
+            self._paths.append(path)
+
     def feed_line(self, source: str, line: str, at: float | None = None) -> None:
         self._match(source, _clean(line), time.time() if at is None else at)
 

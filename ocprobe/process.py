@@ -82,6 +82,13 @@ class ManagedProcess:
                 if self._on_line is not None:
                     self._on_line(name, line, at)
 
+    async def wait(self) -> int:
+        """Until the process exits and its output is drained; its exit code."""
+        assert self._proc is not None
+        code = await self._proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        return code
+
     async def next_stdout_line(self, timeout: float) -> str:
         """The next stdout line; raises TargetUnreachable if the process exits or the time runs out."""
         assert self._proc is not None

@@ -328,3 +328,17 @@ def test_reads_are_bounded_per_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         await watcher.stop()
 
     run(check)
+
+
+def test_add_path_after_start_reads_a_new_file_from_its_first_line(tmp_path: Path) -> None:
+    async def main() -> None:
+        watcher = LogWatcher(["boom"], [])
+        await watcher.start()
+        log = tmp_path / "late.log"
+        watcher.add_path(str(log))
+        log.write_text("boom 1\nquiet\nboom 2\n")
+        await watcher.poll()
+        await watcher.stop()
+        assert [m.line for m in watcher.matches] == ["boom 1", "boom 2"]
+
+    asyncio.run(main())

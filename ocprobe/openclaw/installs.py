@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -228,14 +227,16 @@ class InstallManager:
                 staged_dir(prefix) as tmp:
             report(Stage.INSTALLING)
             self.npm.install(f"{PACKAGE}@{version}", tmp, path_first=node.bin.parent)
-            package = json.loads((tmp / "node_modules" / PACKAGE / "package.json").read_text())
-            if package.get("version") != version or not (tmp / OPENCLAW_BIN).exists():
-                raise InstallError(f"npm installed openclaw {package.get('version')} without {OPENCLAW_BIN}, "
-                                   f"not {version}")
+            got = json.loads((tmp / "node_modules" / PACKAGE / "package.json").read_text()).get("version")
+            if got != version:
+                raise InstallError(f"npm installed openclaw {got} instead of {version}")
+            if not (tmp / OPENCLAW_BIN).exists():
+                raise InstallError(f"openclaw {version} installed without {OPENCLAW_BIN}")
             node_bin = node.bin.relative_to(self.root) if node.bin.is_relative_to(self.root) else node.bin
             (tmp / LAST_USED).touch()
             marker = {"version": version, "node_bin": str(node_bin), "node_version": node.version,
-                      "engines_node": engines, "size_bytes": disk_usage(tmp), "installed_at": time.time()}
+                      "engines_node": engines, "size_bytes": disk_usage(tmp),
+                      "installed_at": (tmp / LAST_USED).stat().st_mtime}  # the clock last use is read from
             (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")  # last: it makes the prefix an install
         install = self._read(prefix)
         if install is None:

@@ -15,7 +15,7 @@ from typing import Any
 from ocprobe.errors import OcprobeError
 
 VIEW_TIMEOUT = 120.0
-# A cold OpenClaw install is ~25 s and a Node tarball ~50 MB compressed; a slow mirror gets ample room.
+# A cold OpenClaw install took ~40 s here and a Node fetch ~7 s: a slow mirror gets ample room.
 FETCH_TIMEOUT = 1800.0
 ERROR_LINES = 3
 
@@ -81,7 +81,7 @@ class Npm:
     def pack(self, spec: str, dest: Path) -> Path:
         """Download the tarball of ``spec`` into ``dest``; returns its path."""
         out = self._run(f"npm pack {spec}", ["pack", spec, "--pack-destination", str(dest), "--json"], timeout=FETCH_TIMEOUT)
-        return dest / json.loads(out)[0]["filename"]
+        return dest / str(json.loads(out)[0]["filename"])
 
     def install(self, spec: str, prefix: Path, path_first: Path) -> None:
         """Install ``spec`` into ``prefix``, npm running on the Node in ``path_first`` (npm's shebang is
