@@ -6,12 +6,14 @@ It knows nothing of the terminal: it reports each finished call and the final re
 from __future__ import annotations
 
 import asyncio
+import itertools
+import re
 import secrets
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ocprobe.classify import calibrated_floor, classify, name_pattern, percentile, sequence_strip
 from ocprobe.logwatch import LogWatcher
@@ -52,11 +54,12 @@ class ProbeObserver(Protocol):
 
 
 @dataclass
-class SequentialConfig:
+class ProbeConfig:
+    """What every probe mode shares: the calls, their message and how a call ends and is judged."""
+
     calls: int = 10
     session_key: str = DEFAULT_SESSION_KEY
     message: str = DEFAULT_MESSAGE
-    gap: float = 0.0
     wait: str = "final"
     timeout: float = 30.0
     floor_ms: float | None = None
@@ -69,6 +72,99 @@ class SequentialConfig:
 
     def idempotency_key(self, index: int) -> str:
         return f"ocprobe-{self.probe_id}-{index}"
+
+
+@dataclass
+class SequentialConfig(ProbeConfig):
+    """One session, one call at a time, ``gap`` seconds after each reply."""
+
+    gap: float = 0.0
+
+
+@dataclass
+class ConcurrentConfig(ProbeConfig):
+    """Calls in parallel over ``sessions`` session keys.
+
+    Closed loop (``rate`` None): ``concurrency`` workers take call numbers from one counter until
+    ``calls`` or ``duration``. Open loop: a call starts every ``1 / rate`` seconds whatever the replies
+    do (at most ``calls``, none after ``duration``); ``concurrency`` caps the calls in flight, and a call
+    held back by the cap (or by a busy event loop) records how late it started.
+    """
+
+    concurrency: int = 4
+    sessions: int = 1
+    rate: float | None = None  # calls started per second (open loop); None: closed loop
+    duration: float | None = None  # seconds after which no call starts; None: only ``calls`` bounds the run
+
+    def session_keys(self) -> list[str]:
+        """``K`` keys derived from the base key; one session is the base key itself."""
+        if self.sessions == 1:
+            return [self.session_key]
+        return [f"{self.session_key}-s{k}" for k in range(1, self.sessions + 1)]
+
+    def worker_sessions(self, worker: int) -> list[str]:
+        """The sessions closed-loop worker ``worker`` (0-based) sends to, in turn.
+
+        Worker ``w`` and session ``s`` are paired when ``w % m == s % m`` with ``m = min(K, c)``: with
+        fewer sessions than workers each session is shared by its workers (``--sessions 1``: every
+        worker on one session, the contention case); with at least as many sessions as workers no
+        two workers ever share one, each worker cycling through its own sessions.
+        """
+        keys = self.session_keys()
+        m = min(len(keys), self.concurrency)
+        return [key for s, key in enumerate(keys) if s % m == worker % m]
+
+    def arrival_session(self, index: int) -> str:
+        """Open loop: call ``index`` (from 1) goes to the sessions in turn, busy or not."""
+        keys = self.session_keys()
+        return keys[(index - 1) % len(keys)]
+
+
+@dataclass
+class ConcurrentCallRecord(CallRecord):
+    """A call of a concurrent probe; in open loop, also how late it started against its schedule."""
+
+    start_delay_ms: float | None = None  # open loop only: start time minus scheduled arrival time
+
+
+# An open-loop call that starts later than this after its scheduled arrival is reported as a late start.
+LATE_START_MS = 20.0
+
+
+@dataclass
+class SessionStrip:
+    calls: int
+    real: int
+    strip: str
+    pattern: str
+
+
+@dataclass
+class ConcurrencyStats:
+    """Per-session sequence strips and throughput of a concurrent probe (or of several, pooled)."""
+
+    concurrency: int
+    mode: str  # "closed" (workers) or "open" (arrival rate)
+    rate: float | None
+    sessions: dict[str, SessionStrip]  # session key -> its calls in call order
+    wall_s: float  # first call's start to last call's end (summed over pooled runs)
+    calls_per_s: float
+    real_per_s: float
+    late_starts: int  # open loop: calls that started more than LATE_START_MS after their schedule
+    max_start_delay_ms: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency, "mode": self.mode, "rate": self.rate,
+            "sessions": {key: vars(strip) for key, strip in self.sessions.items()},
+            "wall_s": self.wall_s, "calls_per_s": self.calls_per_s, "real_per_s": self.real_per_s,
+            "late_starts": self.late_starts, "max_start_delay_ms": self.max_start_delay_ms,
+        }
+
+
+@dataclass
+class ConcurrentResult(ProbeResult):
+    concurrency: ConcurrencyStats | None = None
 
 
 class ProbeEngine:
@@ -88,18 +184,30 @@ class ProbeEngine:
         self.observer = observer
         self.records: list[CallRecord] = []
         self._foreign: list[ChatEvent] = []
-        self._log_offset = len(logs.matches)
-        self.result: ProbeResult | None = None  # set when the run ends, also when it is cut short  # with --repeat, earlier runs' matches are theirs
+        self._log_offset = len(logs.matches)  # with --repeat, earlier runs' matches are theirs
+        self._settle_cut = False  # the settle period hit its cap while late turns were still running
+        self.result: ProbeResult | None = None  # set when the run ends, also when it is cut short
+
+    async def run(self, cfg: ProbeConfig) -> ProbeResult:
+        """Run the probe the config describes (sequential or concurrent)."""
+        if isinstance(cfg, ConcurrentConfig):
+            return await self.run_concurrent(cfg)
+        if isinstance(cfg, SequentialConfig):
+            return await self.run_sequential(cfg)
+        raise TypeError(f"no probe mode for {type(cfg).__name__}")
 
     async def run_sequential(self, cfg: SequentialConfig) -> ProbeResult:
-        """Run the probe; on cancellation or a lost target, report what was measured, then re-raise."""
+        return await self._run(cfg, lambda: self._drive_sequential(cfg))
+
+    async def run_concurrent(self, cfg: ConcurrentConfig) -> ProbeResult:
+        drive = self._drive_closed_loop if cfg.rate is None else self._drive_open_loop
+        return await self._run(cfg, lambda: drive(cfg))
+
+    async def _run(self, cfg: ProbeConfig, drive: Callable[[], Awaitable[None]]) -> ProbeResult:
+        """Send the calls, settle, report; on cancellation or a lost target, report what was measured,
+        then re-raise."""
         try:
-            for index in range(1, cfg.calls + 1):
-                record = await self._call(cfg, index)
-                self.records.append(record)
-                self.observer.call_finished(record)
-                if cfg.gap and index < cfg.calls:
-                    await asyncio.sleep(cfg.gap)
+            await drive()
             await self._settle(cfg)
         except BaseException:
             self.result = await self._result(cfg, interrupted=True)
@@ -109,9 +217,80 @@ class ProbeEngine:
         self.observer.run_finished(self.result)
         return self.result
 
-    async def _call(self, cfg: SequentialConfig, index: int) -> CallRecord:
+    def _finished(self, record: CallRecord) -> None:
+        self.records.append(record)
+        self.observer.call_finished(record)
+
+    # -- the ways calls are sent -------------------------------------------------------------
+    async def _drive_sequential(self, cfg: SequentialConfig) -> None:
+        for index in range(1, cfg.calls + 1):
+            self._finished(await self._call(cfg, index, cfg.session_key))
+            if cfg.gap and index < cfg.calls:
+                await asyncio.sleep(cfg.gap)
+
+    async def _drive_closed_loop(self, cfg: ConcurrentConfig) -> None:
+        """``concurrency`` workers, each sending its next call as soon as its last one ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.duration if cfg.duration is not None else None
+        counter = itertools.count(1)
+
+        async def worker(w: int) -> None:
+            sessions = cfg.worker_sessions(w)
+            for turn in range(cfg.calls):  # a worker never sends more than every call
+                if deadline is not None and loop.time() >= deadline:
+                    return
+                index = next(counter)
+                if index > cfg.calls:
+                    return
+                self._finished(await self._call(cfg, index, sessions[turn % len(sessions)]))
+
+        await _all_or_none([worker(w) for w in range(cfg.concurrency)])
+
+    async def _drive_open_loop(self, cfg: ConcurrentConfig) -> None:
+        """Arrivals every ``1 / rate`` seconds, however slow the replies; ``concurrency`` caps the calls in
+        flight (a call held back by the cap starts late, and its record says by how much)."""
+        assert cfg.rate is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slots = asyncio.Semaphore(cfg.concurrency)
+        tasks: list[asyncio.Task[None]] = []
+        failed: list[BaseException] = []
+
+        async def one(index: int, session_key: str, due: float) -> None:
+            try:
+                delay_ms = max(0.0, (loop.time() - due) * 1000.0)
+                self._finished(await self._call(cfg, index, session_key, start_delay_ms=round(delay_ms, 3)))
+            except Exception as exc:
+                failed.append(exc)
+                raise
+            finally:
+                slots.release()
+
+        try:
+            for index in range(1, cfg.calls + 1):
+                due = start + (index - 1) / cfg.rate
+                if cfg.duration is not None and due - start >= cfg.duration:
+                    break
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                await slots.acquire()
+                if cfg.duration is not None and loop.time() - start >= cfg.duration:
+                    slots.release()  # held back by the cap past the end: this call never starts
+                    break
+                tasks.append(asyncio.create_task(one(index, cfg.arrival_session(index), due)))
+                if failed:
+                    break  # a lost target: stop launching, the gather below raises its error
+        except BaseException:
+            await _cancel(tasks)
+            raise
+        await _all_or_none(tasks)
+
+    # -- one call ----------------------------------------------------------------------------
+    async def _call(self, cfg: ProbeConfig, index: int, session_key: str, **extra: Any) -> CallRecord:
+        """Send, wait and classify one call: the one code path of every probe mode. ``extra`` are the
+        fields of a concurrent call's record."""
         nonce, run_id = cfg.nonce(index), cfg.idempotency_key(index)
-        outcome = await self.transport.send(cfg.session_key, cfg.message.format(i=index, nonce=nonce), run_id, cfg.timeout)
+        outcome = await self.transport.send(session_key, cfg.message.format(i=index, nonce=nonce), run_id, cfg.timeout)
         if cfg.wait == "agent.wait" and outcome.state == "final":
             await self.transport.wait_run(run_id, cfg.timeout)
         hits = None
@@ -123,9 +302,10 @@ class ProbeEngine:
         if verdict.cls is CallClass.WRONG:
             error = error or self._foreign_nonce_note(outcome.text, cfg, index)
         self._foreign.extend(self.transport.take_foreign_events())
-        return CallRecord(
+        record_type = ConcurrentCallRecord if isinstance(cfg, ConcurrentConfig) else CallRecord
+        return record_type(
             index=index,
-            session_key=cfg.session_key,
+            session_key=session_key,
             run_id=run_id,
             nonce=nonce,
             started_at=outcome.started_at,
@@ -138,13 +318,14 @@ class ProbeEngine:
             state=outcome.state,
             error=error,
             run=cfg.run,
+            **extra,
         )
 
     def _real_latencies(self) -> list[float]:
         return [r.latency_ms for r in self.records if r.cls is CallClass.REAL]
 
     @staticmethod
-    def _foreign_nonce_note(text: str, cfg: SequentialConfig, index: int) -> str | None:
+    def _foreign_nonce_note(text: str, cfg: ProbeConfig, index: int) -> str | None:
         """A reply carrying another call's nonce is a reply delivered out of order."""
         for other in range(1, cfg.calls + 1):
             if other != index and cfg.nonce(other) in text:
@@ -156,7 +337,7 @@ class ProbeEngine:
         """Calls whose message did not reach the LLM while they ran: their fate is still open."""
         return [r for r in self.records if r.cls is not CallClass.REAL and r.llm_reached is not True]
 
-    async def _settle(self, cfg: SequentialConfig) -> None:
+    async def _settle(self, cfg: ProbeConfig) -> None:
         """Watch for queued turns running late until every open call is resolved or all is quiet."""
         if not self._pending():
             return
@@ -175,7 +356,12 @@ class ProbeEngine:
             # before its final); otherwise the quiet period decides.
             if all(any(r.nonce in e.text for e in self._foreign) for r in self._pending()):
                 return
-            if now - last_activity >= quiet or now - start >= max(quiet, min(SETTLE_CAP, 10 * quiet)):
+            if now - last_activity >= quiet:
+                return
+            if now - start >= max(quiet, min(SETTLE_CAP, 10 * quiet)):
+                # Cut by the cap while turns still run (a long follow-up queue): an open call may yet
+                # run, so its fate is unknown rather than lost.
+                self._settle_cut = True
                 return
 
     def _late_reply(self, record: CallRecord) -> LateReply | None:
@@ -194,15 +380,19 @@ class ProbeEngine:
             text=final.text if final else "",
         )
 
-    async def _result(self, cfg: SequentialConfig, *, interrupted: bool) -> ProbeResult:
+    async def _result(self, cfg: ProbeConfig, *, interrupted: bool) -> ProbeResult:
         try:
             await self.logs.poll()
         except Exception:  # an unreadable log at the very end must not cost the measured calls
             pass
         self._foreign.extend(self.transport.take_foreign_events())
+        self.records.sort(key=lambda r: r.index)  # concurrent calls end out of order; report them in call order
         for record in self._pending():
             record.late = self._late_reply(record)
-            record.fate = Fate.RAN_LATE if record.late else (Fate.LOST if self.witness else Fate.UNKNOWN)
+            if record.late:
+                record.fate = Fate.RAN_LATE
+            else:
+                record.fate = Fate.LOST if self.witness and not self._settle_cut else Fate.UNKNOWN
         matches = self.logs.matches[self._log_offset :]
         log_counts = dict.fromkeys(self.logs.counts(), 0)
         for match in matches:
@@ -210,27 +400,101 @@ class ProbeEngine:
         attach_log_matches(self.records, matches)
         attributed = {r.late.run_id for r in self.records if r.late and r.late.run_id}
         floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real_latencies())
-        return ProbeResult(
+        fields = dict(
             target=self.target,
             records=self.records,
             summary=summarize(self.records, log_counts, floor, interrupted=interrupted),
             log_matches=matches,
             unattributed_finals=[e for e in self._foreign if e.run_id not in attributed],
         )
+        if isinstance(cfg, ConcurrentConfig):
+            return ConcurrentResult(**fields, concurrency=concurrency_stats(self.records, cfg))  # type: ignore[arg-type]
+        return ProbeResult(**fields)  # type: ignore[arg-type]
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_or_none(aws: Sequence[Awaitable[None]]) -> None:
+    """Await every task; the first error (or a cancellation) cancels the others, then propagates."""
+    tasks = [a if isinstance(a, asyncio.Task) else asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await _cancel([t for t in tasks if not t.done()])
+
+
+def concurrency_stats(records: Sequence[CallRecord], cfg: ConcurrentConfig) -> ConcurrencyStats:
+    """Strips per session (in call order) and throughput over the calls' wall time."""
+    ordered = sorted(records, key=lambda r: r.index)
+    sessions: dict[str, list[bool]] = {key: [] for key in cfg.session_keys()}
+    for record in ordered:
+        sessions.setdefault(record.session_key, []).append(record.passed)
+    wall = max((r.ended_at for r in ordered), default=0.0) - min((r.started_at for r in ordered), default=0.0)
+    delays = [r.start_delay_ms for r in ordered if isinstance(r, ConcurrentCallRecord) and r.start_delay_ms is not None]
+    return ConcurrencyStats(
+        concurrency=cfg.concurrency,
+        mode="closed" if cfg.rate is None else "open",
+        rate=cfg.rate,
+        sessions={key: _session_strip(passed) for key, passed in sessions.items()},
+        wall_s=round(max(wall, 0.0), 3),
+        calls_per_s=_per_s(len(ordered), wall),
+        real_per_s=_per_s(sum(r.passed for r in ordered), wall),
+        late_starts=sum(1 for d in delays if d > LATE_START_MS),
+        max_start_delay_ms=round(max(delays), 3) if delays else None,
+    )
+
+
+def pooled_concurrency(stats: Sequence[ConcurrencyStats]) -> ConcurrencyStats | None:
+    """Several runs' figures as one: sessions side by side (each run has its own), throughput over the
+    summed wall time."""
+    if not stats:
+        return None
+    sessions = {key: strip for s in stats for key, strip in s.sessions.items()}
+    wall = sum(s.wall_s for s in stats)
+    calls = sum(strip.calls for strip in sessions.values())
+    real = sum(strip.real for strip in sessions.values())
+    delays = [s.max_start_delay_ms for s in stats if s.max_start_delay_ms is not None]
+    return ConcurrencyStats(
+        concurrency=stats[0].concurrency, mode=stats[0].mode, rate=stats[0].rate, sessions=sessions,
+        wall_s=round(wall, 3), calls_per_s=_per_s(calls, wall), real_per_s=_per_s(real, wall),
+        late_starts=sum(s.late_starts for s in stats), max_start_delay_ms=max(delays) if delays else None,
+    )
+
+
+def _session_strip(passed: Sequence[bool]) -> SessionStrip:
+    return SessionStrip(calls=len(passed), real=sum(passed), strip=sequence_strip(passed), pattern=name_pattern(passed))
+
+
+def _per_s(count: int, seconds: float) -> float:
+    return round(count / seconds, 3) if seconds > 0 else 0.0
 
 
 def attach_log_matches(records: Sequence[CallRecord], matches: Sequence[LogMatch]) -> None:
-    """A match belongs to the call whose window holds it: from its start to the next call's start."""
-    ordered = sorted(records, key=lambda r: r.started_at)
+    """Give each log match to one call. The rule, which for calls that never overlap (sequential) is
+    "the call whose window, from its start to the next call's start, holds it":
+
+    1. A line that names session keys of the probe (a drain failure names its session) belongs to a
+       call on one of those sessions; a line naming none may belong to any call.
+    2. Among those calls, the ones in flight at the match's time (started, not yet ended) win, and of
+       them the latest started: the newest send is what ran into the busy session.
+    3. With none in flight, the latest call started before the match (the log line outlived it).
+    4. A match before any such call started belongs to no call.
+    """
+    ordered = sorted(records, key=lambda r: (r.started_at, r.index))
     for record in ordered:
         record.log_matches = []
+    keys = {r.session_key for r in ordered}
+    # A key must not continue with a name character: "main-s1" is not named by "main-s10".
+    named = {key: re.compile(re.escape(key) + r"(?![\w-])", re.IGNORECASE) for key in keys} if len(keys) > 1 else {}
     for match in matches:
-        owner = None
-        for record in ordered:
-            if record.started_at <= match.at:
-                owner = record
-            else:
-                break
+        sessions = {key for key, pattern in named.items() if pattern.search(match.line)}
+        started = [r for r in ordered if r.started_at <= match.at and (not sessions or r.session_key in sessions)]
+        in_flight = [r for r in started if r.ended_at >= match.at]
+        owner = (in_flight or started or [None])[-1]
         match.call = owner.index if owner else None
         if owner is not None:
             owner.log_matches.append(match)

@@ -9,7 +9,10 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 from pathlib import Path
 
-from ocprobe.engine import ProbeEngine, ProbeObserver, SequentialConfig, pooled_summary, summarize
+from ocprobe.engine import (
+    ConcurrencyStats, ConcurrentConfig, ConcurrentResult, ProbeConfig, ProbeEngine, ProbeObserver, SequentialConfig,
+    pooled_concurrency, pooled_summary, summarize,
+)
 from ocprobe.errors import OcprobeError, UsageError
 from ocprobe.gates import Gate, GateResult, GateSyntaxError, UnknownMetricError, overall_status, parse_gates, probe_metrics
 from ocprobe.logwatch import DEFAULT_PATTERNS, LogWatcher
@@ -61,11 +64,10 @@ def validate_log_paths(paths: Sequence[str]) -> None:
                 raise UsageError(f"--log {path} looks binary, not a text log")
 
 
-def validate_sequential(cfg: SequentialConfig) -> None:
+def validate_config(cfg: ProbeConfig) -> None:
+    """Refuse out-of-range options of any probe mode before anything starts."""
     if not 1 <= cfg.calls <= 100_000:
         raise UsageError(f"-n must be between 1 and 100000, got {cfg.calls}")
-    if not 0 <= cfg.gap <= 3600:
-        raise UsageError(f"--gap must be between 0 and 3600 seconds, got {cfg.gap:g}")
     if not 0 < cfg.timeout <= 3600:
         raise UsageError(f"--timeout must be between 0 and 3600 seconds, got {cfg.timeout:g}")
     if cfg.floor_ms is not None and cfg.floor_ms < 0:
@@ -74,6 +76,17 @@ def validate_sequential(cfg: SequentialConfig) -> None:
         raise UsageError(f"--settle must be between 0 and 600 seconds, got {cfg.settle:g}")
     if not cfg.session_key.strip():
         raise UsageError("--session-key must not be empty")
+    if isinstance(cfg, SequentialConfig) and not 0 <= cfg.gap <= 3600:
+        raise UsageError(f"--gap must be between 0 and 3600 seconds, got {cfg.gap:g}")
+    if isinstance(cfg, ConcurrentConfig):
+        if not 1 <= cfg.concurrency <= 1000:
+            raise UsageError(f"-c must be between 1 and 1000, got {cfg.concurrency}")
+        if not 1 <= cfg.sessions <= 1000:
+            raise UsageError(f"--sessions must be between 1 and 1000, got {cfg.sessions}")
+        if cfg.rate is not None and not 0 < cfg.rate <= 10_000:
+            raise UsageError(f"--rate must be between 0 and 10000 calls per second, got {cfg.rate:g}")
+        if cfg.duration is not None and not 0 < cfg.duration <= 86_400:
+            raise UsageError(f"--duration must be between 0 and 86400 seconds, got {cfg.duration:g}")
     validate_message_template(cfg.message)
 
 
@@ -87,6 +100,7 @@ class ProbeOutcome:
     gates: list[GateResult]
     gate_status: str | None  # None without gates
     exit_code: int
+    concurrency: ConcurrencyStats | None = None  # concurrent probes: per-session strips and throughput, pooled
 
 
 class SessionObserver(ProbeObserver, Protocol):
@@ -119,9 +133,9 @@ def exit_code(pooled: ProbeSummary, gate_status: str | None) -> int:
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(gate_status, EXIT_INCONCLUSIVE)
 
 
-async def run_sequential_probe(
+async def run_probe(
     spec: TargetSpec,
-    cfg: SequentialConfig,
+    cfg: ProbeConfig,
     *,
     log_paths: Sequence[str],
     patterns: Sequence[str],
@@ -130,7 +144,8 @@ async def run_sequential_probe(
     run_dir: Path | None,
     observer: SessionObserver,
 ) -> ProbeOutcome:
-    validate_sequential(cfg)
+    """One probe command: the mode is the config's (``SequentialConfig`` or ``ConcurrentConfig``)."""
+    validate_config(cfg)
     if not 1 <= repeat <= 1000:
         raise UsageError(f"--repeat must be between 1 and 1000, got {repeat}")
     watched = list(patterns)
@@ -157,7 +172,7 @@ async def run_sequential_probe(
                     cfg, run=run, session_key=f"{cfg.session_key}-r{run}", probe_id=f"{cfg.probe_id}r{run}"
                 )
                 engine = ProbeEngine(opened.transport, opened.info, witness=opened.witness, logs=logs, observer=observer)
-                runs.append(await engine.run_sequential(run_cfg))
+                runs.append(await engine.run(run_cfg))
     except BaseException as exc:
         # Cut short (Ctrl-C, a lost target): the last record on disk is still a summary of what ran.
         if target is not None:
@@ -174,9 +189,14 @@ async def run_sequential_probe(
     return outcome
 
 
+run_sequential_probe = run_probe  # the name from before the runner took every mode
+
+
 def _outcome(target: TargetInfo, runs: list[ProbeResult], gates: Sequence[Gate], forced_exit: int | None) -> ProbeOutcome:
     pooled = pooled_summary(runs)
     results = [gate.evaluate(probe_metrics(pooled)) for gate in gates]
     gate_status = overall_status(results) if results else None
+    concurrency = pooled_concurrency([r.concurrency for r in runs if isinstance(r, ConcurrentResult) and r.concurrency])
     return ProbeOutcome(target=target, runs=runs, pooled=pooled, gates=results, gate_status=gate_status,
-                        exit_code=forced_exit if forced_exit is not None else exit_code(pooled, gate_status))
+                        exit_code=forced_exit if forced_exit is not None else exit_code(pooled, gate_status),
+                        concurrency=concurrency)

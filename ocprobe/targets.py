@@ -10,12 +10,13 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ocprobe import __version__
 from ocprobe.engine import Witness
 from ocprobe.errors import TargetUnreachable, UsageError
 from ocprobe.logwatch import LogWatcher
@@ -23,13 +24,20 @@ from ocprobe.models import TargetInfo
 from ocprobe.process import ManagedProcess
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS, ReferenceProvider
+from ocprobe.transports import TRANSPORT_NAMES
 from ocprobe.transports.base import Transport
+from ocprobe.transports.http import (
+    DEFAULT_OPENAI_MODEL, DEFAULT_RELAY_BODY, DEFAULT_REPLY_PATH, OpenAITransport, RelayBody, RelayTransport,
+    parse_reply_path,
+)
 from ocprobe.transports.ws import OpenClawWsTransport
 
 EMBEDDED = "embedded"
+OPENCLAW_PREFIX = "openclaw@"
 DEFAULT_TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
 PROVIDER_KEY_ENV = "OCPROBE_PROVIDER_API_KEY"
 GATEWAY_START_TIMEOUT = 30.0
+TRANSPORTS = TRANSPORT_NAMES
 
 
 @dataclass
@@ -43,12 +51,29 @@ class EmbeddedOptions:
 
 
 @dataclass
+class OpenClawOptions:
+    """For ``openclaw@VERSION`` targets, which ocprobe installs and launches itself."""
+
+    config_fragment: Path | None = None  # --openclaw-config: JSON5 merged over the generated config
+    keep_gateway: bool = False
+    latency_ms: float = 1000.0  # ocprobe's provider: of the order of a real LLM, as in the shared notes
+
+
+@dataclass
 class TargetSpec:
     target: str = EMBEDDED
     token_env: str = DEFAULT_TOKEN_ENV
     token_file: Path | None = None
     allow_insecure: bool = False
     embedded: EmbeddedOptions = field(default_factory=EmbeddedOptions)
+    openclaw: OpenClawOptions = field(default_factory=OpenClawOptions)
+    #: ws | relay | openai; None: from the target (ws/wss -> ws; http/https -> relay, or openai when the
+    #: path ends with /v1 or /v1/chat/completions; embedded -> ws). ``validate_target`` fills it in.
+    transport: str | None = None
+    relay_body: str | None = None  # None: DEFAULT_RELAY_BODY
+    reply_path: str | None = None  # None: DEFAULT_REPLY_PATH
+    openai_model: str | None = None  # None: DEFAULT_OPENAI_MODEL
+    openai_stream: bool = True
 
 
 @dataclass
@@ -72,13 +97,34 @@ def new_run_dir(label: str) -> Path:
     return run_dir
 
 
+def transport_for_url(url: str) -> str:
+    """The transport a target URL implies when ``--transport`` is not given."""
+    parts = urlsplit(url)
+    if parts.scheme in ("ws", "wss"):
+        return "ws"
+    path = parts.path.rstrip("/")
+    return "openai" if path.endswith("/v1") or path.endswith("/v1/chat/completions") else "relay"
+
+
 def validate_target(spec: TargetSpec) -> str | None:
     """Refuse a bad target before anything starts; returns the token an external target needs.
 
-    ``embedded:PROFILE`` is the embedded target with that profile (handy in ``compare``)."""
+    ``embedded:PROFILE`` is the embedded target with that profile (handy in ``compare``). Fills in
+    ``spec.transport``."""
+    if spec.transport is not None and spec.transport not in TRANSPORTS:
+        raise UsageError(f"unknown transport {spec.transport!r} (choose from {', '.join(TRANSPORTS)})")
     if spec.target.startswith(f"{EMBEDDED}:"):
         spec.embedded.profile = spec.target.split(":", 1)[1]
         spec.target = EMBEDDED
+    if spec.target.startswith(OPENCLAW_PREFIX):
+        if not spec.target[len(OPENCLAW_PREFIX):].strip():
+            raise UsageError(f"target {spec.target!r} names no version (e.g. openclaw@2026.5.3 or openclaw@latest)")
+        if spec.transport not in (None, "ws"):
+            raise UsageError("an openclaw@VERSION target is probed over its WebSocket (--transport ws)")
+        spec.transport = "ws"
+        if spec.openclaw.config_fragment is not None and not spec.openclaw.config_fragment.is_file():
+            raise UsageError(f"--openclaw-config {spec.openclaw.config_fragment} is not a readable file")
+        return None
     if spec.target == EMBEDDED:
         if spec.embedded.profile not in PROFILES:
             raise UsageError(f"unknown profile {spec.embedded.profile!r} (choose from {', '.join(PROFILES)})")
@@ -88,22 +134,59 @@ def validate_target(spec: TargetSpec) -> str | None:
                             ("--jitter-ms", spec.embedded.jitter_ms)):
             if not 0 <= value <= 600_000:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
+        spec.transport = spec.transport or "ws"
+        _validate_transport_options(spec)
         return None
     parts = urlsplit(spec.target)
-    if parts.scheme not in ("ws", "wss"):
-        raise UsageError(f"unsupported target {spec.target!r}: use 'embedded' or ws://HOST:PORT")
+    if parts.scheme not in ("ws", "wss", "http", "https"):
+        raise UsageError(f"unsupported target {spec.target!r}: use 'embedded', ws://HOST:PORT or http(s)://HOST:PORT/PATH")
     if not parts.hostname:
         raise UsageError(f"target {spec.target!r} has no host")
     try:
         parts.port
     except ValueError:
         raise UsageError(f"target {spec.target!r} has an invalid port") from None
-    if parts.scheme == "ws" and not _is_loopback(parts.hostname) and not spec.allow_insecure:
+    implied = transport_for_url(spec.target)
+    if spec.transport is None:
+        spec.transport = implied
+    elif (spec.transport == "ws") != (implied == "ws"):
+        wanted = "a ws:// or wss://" if spec.transport == "ws" else "an http:// or https://"
+        raise UsageError(f"--transport {spec.transport} needs {wanted} target, got {spec.target}")
+    _validate_transport_options(spec)
+    if parts.scheme in ("ws", "http") and not _is_loopback(parts.hostname) and not spec.allow_insecure:
+        secure = "wss://" if parts.scheme == "ws" else "https://"
         raise UsageError(
-            f"{spec.target} is not loopback: ws:// would send the gateway token in clear text "
-            "(use wss://, or --allow-insecure to accept that)"
+            f"{spec.target} is not loopback: {parts.scheme}:// would send the gateway token in clear text "
+            f"(use {secure}, or --allow-insecure to accept that)"
         )
     return read_token(spec)
+
+
+def _validate_transport_options(spec: TargetSpec) -> None:
+    """Options of one transport refused with another; the relay's template and path checked now."""
+    if spec.transport != "relay":
+        for option, value in (("--relay-body", spec.relay_body), ("--reply-path", spec.reply_path)):
+            if value is not None:
+                raise UsageError(f"{option} applies to --transport relay only (the transport here is {spec.transport})")
+    if spec.transport != "openai":
+        for option, given in (("--openai-model", spec.openai_model is not None), ("--no-stream", not spec.openai_stream)):
+            if given:
+                raise UsageError(f"{option} applies to --transport openai only (the transport here is {spec.transport})")
+    if spec.transport == "relay":
+        RelayBody(spec.relay_body if spec.relay_body is not None else DEFAULT_RELAY_BODY)
+        parse_reply_path(spec.reply_path if spec.reply_path is not None else DEFAULT_REPLY_PATH)
+    if spec.transport == "openai" and spec.openai_model is not None and not spec.openai_model.strip():
+        raise UsageError("--openai-model must not be empty")
+
+
+def make_transport(spec: TargetSpec, url: str, token: str | None) -> Transport:
+    """The transport ``spec.transport`` names, for ``url`` (a ws URL, the relay URL or the OpenAI base)."""
+    if spec.transport == "relay":
+        return RelayTransport(url, token, body_template=spec.relay_body or DEFAULT_RELAY_BODY,
+                              reply_path=spec.reply_path or DEFAULT_REPLY_PATH)
+    if spec.transport == "openai":
+        return OpenAITransport(url, token, model=spec.openai_model or DEFAULT_OPENAI_MODEL, stream=spec.openai_stream)
+    return OpenClawWsTransport(url, token)
 
 
 def _is_loopback(host: str) -> bool:
@@ -132,18 +215,28 @@ def read_token(spec: TargetSpec) -> str:
 
 
 @asynccontextmanager
-async def open_target(spec: TargetSpec, token: str | None, logs: LogWatcher, run_dir: Path) -> AsyncIterator[OpenTarget]:
-    """``token``: what ``validate_target`` returned."""
+async def open_target(
+    spec: TargetSpec, token: str | None, logs: LogWatcher, run_dir: Path,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> AsyncIterator[OpenTarget]:
+    """``token``: what ``validate_target`` returned. ``on_progress``: start-up steps worth showing."""
+    if spec.target.startswith(OPENCLAW_PREFIX):
+        from ocprobe.openclaw.target import openclaw_target  # it needs this module: import it late
+
+        async with openclaw_target(spec.target, logs, run_dir, spec.openclaw, on_progress) as (transport, info, witness, keys):
+            yield OpenTarget(transport=transport, info=info, witness=witness, secrets=keys)
+        return
     if spec.target == EMBEDDED or token is None:
-        async with _embedded(spec.embedded, logs, run_dir) as opened:
+        async with _embedded(spec, logs, run_dir) as opened:
             yield opened
         return
-    transport = OpenClawWsTransport(spec.target, token)
+    transport = make_transport(spec, spec.target, token)
     try:
         await transport.open()
         yield OpenTarget(
             transport=transport,
-            info=TargetInfo(target=spec.target, gateway_version=transport.server_version),
+            info=TargetInfo(target=spec.target, gateway_version=transport.server_version,
+                            extra={"transport": spec.transport or "ws"}),
             witness=None,
             secrets=[token],
         )
@@ -158,7 +251,10 @@ def write_secret(path: Path, value: str) -> None:
 
 
 @asynccontextmanager
-async def _embedded(options: EmbeddedOptions, logs: LogWatcher, run_dir: Path) -> AsyncIterator[OpenTarget]:
+async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncIterator[OpenTarget]:
+    """``spec.transport`` picks how ocprobe talks to the gateway it starts: its WebSocket, its relay
+    (``POST /chat.send``) or its OpenAI endpoint (``/v1``); the provider is the witness in every case."""
+    options = spec.embedded
     token, provider_key = secrets.token_hex(24), secrets.token_hex(16)
     token_file = run_dir / "gateway.token"
     write_secret(token_file, token)
@@ -178,21 +274,25 @@ async def _embedded(options: EmbeddedOptions, logs: LogWatcher, run_dir: Path) -
         argv.append("--drop-queued")
     env = {**os.environ, PROVIDER_KEY_ENV: provider_key}
     gateway = ManagedProcess(argv, log_dir=run_dir, name="gateway", env=env, on_line=logs.feed_line)
-    transport: OpenClawWsTransport | None = None
+    transport: Transport | None = None
     try:
         await gateway.start()
-        url = await _ready_url(gateway)
-        transport = OpenClawWsTransport(url, token)
+        ready = await _ready_line(gateway)
+        url = str(ready["url"])
+        http_url = str(ready.get("http_url") or "http://" + url.split("://", 1)[1].rstrip("/"))
+        endpoint = {"relay": f"{http_url}/chat.send", "openai": f"{http_url}/v1"}.get(spec.transport or "ws", url)
+        transport = make_transport(spec, endpoint, token)
         await transport.open()
         yield OpenTarget(
             transport=transport,
             info=TargetInfo(
                 target=EMBEDDED,
-                gateway_version=transport.server_version,
+                # Over HTTP the reference gateway names no version; it is this package's, built as it builds it.
+                gateway_version=transport.server_version or f"ocprobe-reference/{__version__} ({options.profile})",
                 profile=options.profile,
                 witness=True,
-                extra={"url": url, "run_dir": str(run_dir), "teardown_ms": options.teardown_ms,
-                       "provider_latency_ms": options.latency_ms},
+                extra={"url": endpoint, "transport": spec.transport or "ws", "run_dir": str(run_dir),
+                       "teardown_ms": options.teardown_ms, "provider_latency_ms": options.latency_ms},
             ),
             witness=provider,
             secrets=[token, provider_key],
@@ -204,8 +304,8 @@ async def _embedded(options: EmbeddedOptions, logs: LogWatcher, run_dir: Path) -
         await provider.stop()
 
 
-async def _ready_url(gateway: ManagedProcess) -> str:
-    """The child prints one JSON line with its URL once it listens."""
+async def _ready_line(gateway: ManagedProcess) -> dict[str, object]:
+    """The child prints one JSON line with its URLs once it listens."""
     deadline = time.monotonic() + GATEWAY_START_TIMEOUT
     while True:
         line = await gateway.next_stdout_line(max(0.1, deadline - time.monotonic()))
@@ -214,6 +314,6 @@ async def _ready_url(gateway: ManagedProcess) -> str:
         except ValueError:
             continue
         if isinstance(data, dict) and data.get("event") == "ready" and isinstance(data.get("url"), str):
-            return data["url"]
+            return data
         if time.monotonic() > deadline:
             raise TargetUnreachable("the reference gateway did not report ready")

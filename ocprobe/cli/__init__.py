@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import typer
 
 from ocprobe import __version__
-from ocprobe.cli import compare, gateway, sequential
+from ocprobe.cli import compare, concurrent, gateway, openclaw, sequential, sweep
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 pass (every call real, or with --gate every gate passes), 1 fail, "
@@ -39,11 +40,20 @@ def root(
 
 
 app.command("sequential", help=f"Send N chat turns one after another to one session. {EXIT_CODES_HELP}")(sequential.sequential)
+app.command("concurrent", help=f"Send N chat turns in parallel: -c workers (or --rate arrivals per second) over --sessions K session keys. {EXIT_CODES_HELP}")(concurrent.concurrent)
+app.command("sweep", help="Run the sequential probe over --gaps (or --teardowns-ms, --latencies-ms) with --repeat runs per point: failure rate with 95% Wilson intervals, the race window, a chart and --plot. Exit codes: 0 no point failed, 1 some point failed, 2 usage error, 130 interrupted.")(sweep.sweep)
 app.command("compare", help="Compare results files or targets side by side with statistics (Fisher's exact test on failures, Mann-Whitney U on round trips).")(compare.compare)
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(openclaw.app, name="openclaw")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM ends ocprobe like Ctrl-C: finally blocks stop the gateways it started and save results.
+    raise KeyboardInterrupt
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:

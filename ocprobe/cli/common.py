@@ -66,7 +66,8 @@ def execute(output: Output, work: Callable[[], T], finish: Callable[[], None] | 
         output.error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        output.error("interrupted: records of finished calls are saved")
+        saved = output.json_path
+        output.error(f"interrupted; the records of finished calls are in {saved}" if saved else "interrupted")
         raise typer.Exit(130) from None
     finally:
         if finish is not None:

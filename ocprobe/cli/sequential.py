@@ -11,10 +11,11 @@ import typer
 
 from ocprobe.cli.common import execute, make_output, report_writer
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
+from ocprobe.errors import UsageError
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
 from ocprobe.runner import log_patterns, run_sequential_probe
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED, EmbeddedOptions, TargetSpec
+from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED, EmbeddedOptions, OpenClawOptions, TargetSpec, transport_for_url
 
 
 class WaitMode(str, Enum):
@@ -25,6 +26,12 @@ class WaitMode(str, Enum):
 class Profile(str, Enum):
     healthy = "healthy"
     reply_run_race = "reply-run-race"
+
+
+class TransportName(str, Enum):
+    ws = "ws"
+    relay = "relay"
+    openai = "openai"
 
 
 class QueueMode(str, Enum):
@@ -39,13 +46,20 @@ def sequential(
     gap: float = typer.Option(0.0, "--gap", help="Seconds to wait after each reply before the next call."),
     wait: WaitMode = typer.Option(WaitMode.final, "--wait", help="What ends a call: the final chat event, or agent.wait after it."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds a call may take before it is a timeout."),
-    target: str = typer.Option(EMBEDDED, "--target", help="'embedded' (reference gateway and provider started here) or ws://HOST:PORT."),
+    target: str = typer.Option(EMBEDDED, "--target", help="'embedded' (reference gateway and provider started here), ws://HOST:PORT, or http(s)://HOST:PORT/PATH (a relay; an OpenAI endpoint when PATH ends with /v1 or /v1/chat/completions)."),
+    transport: Optional[TransportName] = typer.Option(None, "--transport", help="How to talk to the gateway: ws (OpenClaw WebSocket), relay (HTTP POST of a JSON body) or openai (POST /v1/chat/completions). Default: from the target URL; ws for embedded."),
+    relay_body: Optional[str] = typer.Option(None, "--relay-body", help='Relay: JSON body template with {session_key}, {message}, {idempotency_key} (default {"sessionKey": {session_key}, "message": {message}}).'),
+    reply_path: Optional[str] = typer.Option(None, "--reply-path", help="Relay: dotted path to the reply text in the answer, e.g. reply, data.text, choices.0.message.content (default reply)."),
+    openai_model: Optional[str] = typer.Option(None, "--openai-model", help="OpenAI transport: the model field (default openclaw)."),
+    no_stream: bool = typer.Option(False, "--no-stream", help="OpenAI transport: ask for one JSON completion instead of an SSE stream."),
     profile: Profile = typer.Option(Profile.healthy, "--profile", help="Embedded gateway behaviour."),
     teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="Embedded reply-run-race: how long the guard outlives the final."),
-    latency_ms: float = typer.Option(DEFAULT_LATENCY_MS, "--latency-ms", help="Embedded provider: LLM latency."),
+    latency_ms: Optional[float] = typer.Option(None, "--latency-ms", help=f"LLM latency of ocprobe's provider (the witness): default {DEFAULT_LATENCY_MS:g} ms embedded, 1000 ms for openclaw@VERSION."),
     jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="Embedded provider: added uniform random latency."),
     drop_queued: bool = typer.Option(False, "--drop-queued", help="Embedded gateway drops queued turns instead of running them late."),
     queue_mode: QueueMode = typer.Option(QueueMode.steer, "--queue-mode", help="Embedded gateway follow-up queue: steer (one run per queued turn, 5.3) or collect (one run for all, 4.26)."),
+    openclaw_config: Optional[Path] = typer.Option(None, "--openclaw-config", help="openclaw@VERSION: JSON5 config fragment (agents, queue mode, plugins) merged over the generated config."),
+    keep_gateway: bool = typer.Option(False, "--keep-gateway", help="openclaw@VERSION: leave the gateway running after the probe (until Ctrl-C) and print its URL, token file and logs."),
     token_env: str = typer.Option(DEFAULT_TOKEN_ENV, "--token-env", help="Environment variable holding the gateway token."),
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the gateway token."),
     allow_insecure: bool = typer.Option(False, "--allow-insecure", help="Allow ws:// to a non-loopback host (token in clear text)."),
@@ -67,11 +81,28 @@ def sequential(
     )
     spec = TargetSpec(
         target=target, token_env=token_env, token_file=token_file, allow_insecure=allow_insecure,
-        embedded=EmbeddedOptions(profile=profile.value, teardown_ms=teardown_ms, latency_ms=latency_ms,
+        embedded=EmbeddedOptions(profile=profile.value, teardown_ms=teardown_ms,
+                                 latency_ms=DEFAULT_LATENCY_MS if latency_ms is None else latency_ms,
                                  jitter_ms=jitter_ms, drop_queued=drop_queued, queue_mode=queue_mode.value),
+        openclaw=OpenClawOptions(config_fragment=openclaw_config, keep_gateway=keep_gateway,
+                                 **({} if latency_ms is None else {"latency_ms": latency_ms})),
+        transport=transport.value if transport else None, relay_body=relay_body, reply_path=reply_path,
+        openai_model=openai_model, openai_stream=not no_stream,
     )
-    outcome = execute(output, lambda: asyncio.run(run_sequential_probe(
-        spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), gates=gate, repeat=repeat,
-        run_dir=run_dir, observer=output,
-    )), finish=report_writer(output, report))
+
+    def work():  # type: ignore[no-untyped-def]
+        if wait is WaitMode.agent_wait and (transport or _implied_transport(target)) not in (None, TransportName.ws):
+            raise UsageError("--wait agent.wait needs the ws transport (relay and openai have no agent.wait)")
+        return asyncio.run(run_sequential_probe(
+            spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), gates=gate, repeat=repeat,
+            run_dir=run_dir, observer=output,
+        ))
+
+    outcome = execute(output, work, finish=report_writer(output, report))
     raise typer.Exit(outcome.exit_code)
+
+
+def _implied_transport(target: str) -> TransportName | None:
+    if target.split("://", 1)[0] not in ("ws", "wss", "http", "https"):
+        return None  # embedded, or a target validate_target refuses
+    return TransportName(transport_for_url(target))

@@ -18,9 +18,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ocprobe.engine import LATE_START_MS, ConcurrencyStats, ConcurrentCallRecord, ConcurrentResult
 from ocprobe.gates import GateResult
 from ocprobe.models import CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
 from ocprobe.runner import ProbeOutcome
+from ocprobe.sweep import PARAMETERS, SweepPoint, SweepResult
 
 REDACTED = "***"
 CLASS_STYLE = {
@@ -31,6 +33,8 @@ CLASS_STYLE = {
     CallClass.TIMEOUT: "yellow",
     CallClass.WRONG: "magenta",
 }
+MAX_SESSION_LINES = 50  # per-session strips shown in the terminal; JSON has them all
+BAR_WIDTH = 20  # characters of a sweep chart bar at a 100% failure rate
 
 
 class Mode(str, Enum):
@@ -93,6 +97,7 @@ class Output:
         self._stdout = stdout or sys.stdout
         self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
         self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self.json_path = json_path  # the --json results file, if any (named when a probe is interrupted)
         self._json_file = JsonLinesFile(json_path) if json_path else None
         self.outcome: ProbeOutcome | None = None  # the last finished probe, for the report bundle
 
@@ -139,6 +144,8 @@ class Output:
             line = Text(f"  call {record.index:>3}  {'✔' if record.passed else '✗'} ")
             line.append(f"{record.cls.value:<9}", style=CLASS_STYLE[record.cls])
             line.append(f" {record.latency_ms:8.0f} ms")
+            if isinstance(record, ConcurrentCallRecord) and (record.start_delay_ms or 0) > LATE_START_MS:
+                line.append(f"  (started {record.start_delay_ms:.0f} ms late)", style="yellow")
             self.err_console.print(line)
 
     def run_finished(self, result: ProbeResult) -> None:
@@ -157,10 +164,15 @@ class Output:
         run_summary = result.summary.to_json()
         run_summary.update(record="run", run=result.records[0].run if result.records else 1,
                            unattributed_finals=[e.__dict__ for e in result.unattributed_finals])
+        concurrency = result.concurrency if isinstance(result, ConcurrentResult) else None
+        if concurrency is not None:
+            run_summary["concurrency"] = concurrency.to_json()
         self._record(run_summary)
         if self.mode is Mode.HUMAN:
             self.console.print(self.redact_renderable(render_table(result)))
             for line in render_summary(result.summary, result.log_matches, len(result.unattributed_finals)):
+                self.console.print(self.redact_renderable(line))
+            for line in render_concurrency(concurrency) if concurrency is not None else []:
                 self.console.print(self.redact_renderable(line))
 
     def probe_finished(self, outcome: ProbeOutcome) -> None:
@@ -173,6 +185,8 @@ class Output:
             gate_status=outcome.gate_status,
             exit_code=outcome.exit_code,
         )
+        if outcome.concurrency is not None:
+            summary["concurrency"] = outcome.concurrency.to_json()
         self._record(summary)
         if self._json_file:
             self._json_file.close()
@@ -182,12 +196,38 @@ class Output:
                 matches = [m for r in outcome.runs for m in r.log_matches]
                 for line in render_summary(outcome.pooled, matches, 0)[1:]:
                     self.console.print(self.redact_renderable(line))
+                if outcome.concurrency is not None:
+                    self.console.print(render_concurrency(outcome.concurrency)[-1])
             for result in outcome.gates:
                 self.console.print(render_gate(result))
         if self.mode is not Mode.JSON:
             line = verdict_line(outcome)
             style = {0: "bold green", 3: "bold yellow"}.get(outcome.exit_code, "bold red")
             self.console.print(Text(self.redact(line), style=style if self.mode is Mode.HUMAN else ""))
+
+    # -- sweep observer ---------------------------------------------------------------------
+    def point_started(self, parameter: str, value: float, number: int, total: int) -> None:
+        self.info(f"point {number}/{total}: {describe_point(parameter, value)}")
+
+    def point_finished(self, point: SweepPoint) -> None:
+        self._record(point.to_json())
+        self.info(f"  {point.failures}/{point.calls} failed ({point.failure_rate:.0%}, 95% CI "
+                  f"{point.wilson_low:.0%}-{point.wilson_high:.0%}), {point.log_lines} log line(s)")
+
+    def sweep_finished(self, result: SweepResult) -> None:
+        summary = result.to_json()
+        summary["target"] = sweep_target_json(result)
+        self._record(summary)
+        if self._json_file:
+            self._json_file.close()
+        if self.mode is Mode.HUMAN:
+            self.console.print(self.redact_renderable(render_sweep_chart(result)))
+            self.console.print(Text(self.redact(result.boundary.describe()), style="bold"))
+            if result.interrupted:
+                self.console.print(Text("sweep     interrupted: figures cover the points measured so far", style="yellow"))
+        if self.mode is not Mode.JSON:
+            style = "bold green" if result.exit_code == 0 else "bold red"
+            self.console.print(Text(self.redact(sweep_verdict_line(result)), style=style if self.mode is Mode.HUMAN else ""))
 
     def redact_renderable(self, renderable: Any) -> Any:
         if isinstance(renderable, Text):
@@ -228,9 +268,12 @@ def _excerpt(text: str, limit: int = 40) -> str:
 
 
 def render_table(result: ProbeResult) -> Table:
+    """One row per call; a session column when the calls went to more than one session."""
     table = Table(title=f"ocprobe: {describe_target(result.target)}", title_justify="left")
-    for name, justify in (("call", "right"), ("ms", "right"), ("class", "left"), ("LLM", "center"),
-                          ("evidence", "left"), ("reply", "left"), ("fate", "left"), ("log", "right")):
+    sessions = len({r.session_key for r in result.records}) > 1
+    for name, justify in (("call", "right"), *((("session", "left"),) if sessions else ()), ("ms", "right"),
+                          ("class", "left"), ("LLM", "center"), ("evidence", "left"), ("reply", "left"),
+                          ("fate", "left"), ("log", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for r in result.records:
         llm = {True: "yes", False: "no", None: "?"}[r.llm_reached]
@@ -242,6 +285,7 @@ def render_table(result: ProbeResult) -> Table:
                 fate += f" +{(r.late.at - r.ended_at):.1f}s"
         table.add_row(
             str(r.index),
+            *((r.session_key,) if sessions else ()),
             f"{r.latency_ms:.0f}",
             Text(r.cls.value, style=CLASS_STYLE[r.cls]),
             llm,
@@ -271,6 +315,72 @@ def render_summary(s: ProbeSummary, matches: Sequence[LogMatch], unattributed: i
     if s.interrupted:
         lines.append(Text("run       interrupted: figures cover the calls finished so far", style="yellow"))
     return lines
+
+
+def render_concurrency(c: ConcurrencyStats) -> list[Text]:
+    """Per-session strips (in call order), then the throughput line (always the last)."""
+    lines = []
+    width = max((len(key) for key in c.sessions), default=0)
+    for n, (key, strip) in enumerate(c.sessions.items()):
+        if n == MAX_SESSION_LINES:
+            lines.append(Text(f"session   ... {len(c.sessions) - n} more (all in the JSON output)"))
+            break
+        lines.append(Text(f"session   {key:<{width}}  {strip.strip or '(no call)'}  ({strip.pattern}, {strip.real}/{strip.calls} real)"))
+    if c.mode == "open":
+        late = f", {c.late_starts} late start(s) (> {LATE_START_MS:g} ms" + (
+            f", max {c.max_start_delay_ms:.0f} ms)" if c.max_start_delay_ms is not None else ")")
+        how = f"open loop at {c.rate:g}/s, at most {c.concurrency} in flight{late}"
+    else:
+        how = f"closed loop, {c.concurrency} worker(s)"
+    lines.append(Text(f"throughput {c.calls_per_s:.1f} calls/s, {c.real_per_s:.1f} real/s over {c.wall_s:.1f} s ({how})"))
+    return lines
+
+
+def describe_point(parameter: str, value: float) -> str:
+    _, label, to_ms, _ = PARAMETERS[parameter]
+    return f"{label} {value * to_ms:g} ms"
+
+
+def sweep_target_json(result: SweepResult) -> dict[str, Any] | None:
+    """The target of the sweep, without the embedded setting the sweep varied (it is per point)."""
+    if result.target is None:
+        return None
+    data = target_json(result.target)
+    data.pop({"teardown_ms": "teardown_ms", "latency_ms": "provider_latency_ms"}.get(result.parameter, ""), None)
+    return data
+
+
+def render_sweep_chart(result: SweepResult) -> Table:
+    """A bar per point: its length is the failure rate; the 95% Wilson interval is given as text."""
+    label = PARAMETERS[result.parameter][1]
+    title = "ocprobe sweep" + (f": {describe_target(result.target)}" if result.target else "")
+    table = Table(title=title, title_justify="left")
+    # In a narrow terminal the sequence column gives way first: the figures keep their width.
+    table.add_column(f"{label} ms", justify="right", no_wrap=True, min_width=len(label) + 3)
+    table.add_column("failure rate", min_width=BAR_WIDTH, no_wrap=True)
+    for name, width in (("rate", 4), ("95% CI", 9), ("failed", 7), ("log", 3)):
+        table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    table.add_column("sequence", max_width=40)  # what rich shrinks (wraps) first; the JSON has it all
+    for p in result.points:
+        filled = round(p.failure_rate * BAR_WIDTH)
+        bar = Text("█" * filled, style="red" if p.failed else "green")
+        bar.append("·" * (BAR_WIDTH - filled), style="dim")
+        strips = " ".join(p.strips)
+        table.add_row(f"{p.value_ms:g}", bar, f"{p.failure_rate:.0%}", f"{p.wilson_low:.0%}-{p.wilson_high:.0%}",
+                      f"{p.failures}/{p.calls}", str(p.log_lines) if p.log_lines else "", _excerpt(strips, 60))
+    return table
+
+
+def sweep_verdict_line(result: SweepResult) -> str:
+    failing = [p for p in result.points if p.failed]
+    label = PARAMETERS[result.parameter][1]
+    verdict = "INTERRUPTED" if result.interrupted else ("FAIL" if failing else "PASS")
+    line = f"{verdict}: {len(failing)}/{len(result.points)} point(s) failed"
+    if failing:
+        line += f" ({label} " + ", ".join(f"{p.value_ms:g}" for p in failing) + " ms)"
+    if result.boundary.estimate_ms is not None:
+        line += f", {'race window' if result.parameter == 'gap' else 'threshold'} ~{result.boundary.estimate_ms:g} ms"
+    return line
 
 
 def gate_json(result: GateResult) -> dict[str, Any]:

@@ -161,6 +161,7 @@ class ReferenceGateway:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_post("/chat.send", self._relay_chat_send)
+        app.router.add_post("/v1/chat/completions", self._openai_chat_completions)
         return app
 
     async def start(self) -> None:
@@ -182,6 +183,12 @@ class ReferenceGateway:
         return f"ws://{self.config.host}:{self.port}/"
 
     async def stop(self) -> None:
+        # Relay requests still waiting for a final get an answer now, or stopping would wait for them.
+        for waiters in self._final_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result({"state": "aborted"})
+        self._final_waiters.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -236,6 +243,68 @@ class ReferenceGateway:
                 "durationMs": round((time.perf_counter() - started) * 1000, 1),
             }
         )
+
+    async def _openai_chat_completions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/chat/completions``, OpenAI-compatible, as the real gateway serves it: Bearer gateway
+        token, session from ``x-openclaw-session-key``. Like the real one (an agent command, not
+        ``chat.send``) it bypasses the reply-run guard and the follow-up queue: it calls the provider for
+        the session directly, so the #77485 race never shows through it."""
+        auth = request.headers.get("Authorization", "")
+        if not self._token_ok(auth[7:] if auth.startswith("Bearer ") else None):
+            return _openai_error(401, "Unauthorized", "unauthorized")
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _openai_error(400, "Request body is not valid JSON.", "invalid_request_error")
+        if not isinstance(body, dict):
+            body = {}
+        message = _last_user_text(body.get("messages"))
+        if not message:
+            return _openai_error(400, "Missing user message in `messages`.", "invalid_request_error")
+        model = body["model"] if isinstance(body.get("model"), str) else "openclaw"
+        session = self.session(canonical_session_key(request.headers.get("x-openclaw-session-key") or "main"))
+        run = Run(run_id=f"chatcmpl_{uuid.uuid4()}", session_key=session.key)  # not a chat.send run: not in self.runs
+        created = int(time.time())
+        if not body.get("stream"):
+            try:
+                text = await self._provider_turn(session, run, message)
+            except Exception as exc:  # the provider failed
+                self.log.error(f"openai-compat: chat completion failed: {exc}")
+                return _openai_error(500, "internal error", "api_error")
+            return web.json_response({
+                "id": run.run_id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text or "No response from OpenClaw."},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            })
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"})
+        await response.prepare(request)  # the real gateway sends the SSE headers before the run starts
+
+        async def chunk(delta: dict[str, Any], finish: str | None = None) -> None:
+            data = {"id": run.run_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await response.write(f"data: {json.dumps(data)}\n\n".encode())
+
+        try:
+            try:
+                text = await self._provider_turn(session, run, message)
+                content, finish = text or "No response from OpenClaw.", None
+            except Exception as exc:
+                self.log.error(f"openai-compat: streaming chat completion failed: {exc}")
+                content, finish = "Error: internal error", "stop"
+            await chunk({"role": "assistant"})
+            await chunk({"content": content}, finish)
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away
+        return response
+
+    async def _provider_turn(self, session: Session, run: Run, message: str) -> str:
+        text = await self._call_provider(session, run, message)
+        session.history.append({"role": "user", "text": message})
+        session.history.append({"role": "assistant", "text": text, "runId": run.run_id})
+        return text
 
     async def _collect_final(self, run_id: str, start: Callable[[], Any], timeout: float = 120.0) -> dict[str, Any]:
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -550,6 +619,21 @@ class RequestError(Exception):
 
 def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:
     return {"type": "res", "id": req_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def _openai_error(status: int, message: str, kind: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+
+
+def _last_user_text(messages: Any) -> str:
+    """The text of the last user message (a string, or a list of text parts)."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = "\n".join(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            return content.strip() if isinstance(content, str) else ""
+    return ""
 
 
 def _text_of(message: Any) -> str:

@@ -150,7 +150,7 @@ def test_unreachable_target(tmp_path: Path) -> None:
         (["-n", "0"], "-n must be between 1 and 100000"),
         (["--gap", "-1"], "--gap must be between 0 and 3600"),
         (["--log-pattern", "("], "bad --log-pattern"),
-        (["--target", "http://x"], "unsupported target"),
+        (["--target", "ftp://x"], "unsupported target"),
         (["--target", "ws://10.1.2.3:18789"], "not loopback"),
         (["--target", "ws://127.0.0.1:1", "--token-file", "/nonexistent/token"], "cannot read token file"),
         (["--target", "ws://127.0.0.1:1", "--token-env", "OCPROBE_TEST_UNSET_TOKEN"], "no gateway token"),
