@@ -151,6 +151,8 @@ async def run_probe(
     watched = list(patterns)
     parsed_gates = prepare_gates(gates, watched)
     token = validate_target(spec)
+    if cfg.wait == "agent.wait" and spec.transport != "ws":
+        raise UsageError(f"--wait agent.wait needs the ws transport ({spec.transport} has no agent.wait)")
     validate_log_paths(log_paths)
     if run_dir is None:
         run_dir = new_run_dir(cfg.probe_id)
@@ -188,8 +190,6 @@ async def run_probe(
     observer.probe_finished(outcome)
     return outcome
 
-
-run_sequential_probe = run_probe  # the name from before the runner took every mode
 
 
 def _outcome(target: TargetInfo, runs: list[ProbeResult], gates: Sequence[Gate], forced_exit: int | None) -> ProbeOutcome:

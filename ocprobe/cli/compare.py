@@ -21,7 +21,7 @@ from ocprobe.errors import UsageError
 from ocprobe.output.sink import Mode, Output
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
-from ocprobe.runner import log_patterns, run_sequential_probe
+from ocprobe.runner import log_patterns, run_probe
 from ocprobe.targets import DEFAULT_TOKEN_ENV, EmbeddedOptions, TargetSpec
 
 
@@ -52,8 +52,8 @@ def compare(
             spec = copy.deepcopy(base)
             spec.target = label
             cfg = SequentialConfig(calls=calls, gap=gap, timeout=timeout)
-            outcome = asyncio.run(run_sequential_probe(spec, cfg, log_paths=[], patterns=log_patterns([]),
-                                                       run_dir=None, observer=progress))
+            outcome = asyncio.run(run_probe(spec, cfg, log_paths=[], patterns=log_patterns([]),
+                                            run_dir=None, observer=progress))
             samples.append(sample_from_outcome(label, outcome))
         comparisons = compare_all(samples)
         if markdown is not None:

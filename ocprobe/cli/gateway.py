@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ocprobe.cli.common import execute, make_output
-from ocprobe.cli.sequential import Profile, QueueMode
+from ocprobe.cli.options import Profile, QueueMode
 from ocprobe.errors import UsageError
 from ocprobe.reference.gateway import DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, GatewayConfig
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS

@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from ocprobe.cli.common import execute, make_output
-from ocprobe.cli.sequential import Profile, QueueMode, WaitMode
+from ocprobe.cli import options as o
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
 from ocprobe.errors import UsageError
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
 from ocprobe.runner import log_patterns
 from ocprobe.sweep import PARAMETERS, SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED, EmbeddedOptions, TargetSpec
+from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 
 
 def sweep(
@@ -26,28 +26,29 @@ def sweep(
     repeat: int = typer.Option(3, "--repeat", help="Probe runs per point (each on its own session)."),
     calls: int = typer.Option(10, "-n", "--calls", help="Sequential calls per run."),
     gap: float = typer.Option(0.0, "--gap", help="Gap (seconds) when sweeping teardowns or latencies."),
-    profile: Profile = typer.Option(Profile.reply_run_race, "--profile", help="Embedded gateway behaviour."),
+    profile: o.ProfileOption = o.Profile.reply_run_race,
     teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="Embedded teardown when it is not swept."),
     latency_ms: float = typer.Option(DEFAULT_LATENCY_MS, "--latency-ms", help="Embedded LLM latency when it is not swept."),
-    queue_mode: QueueMode = typer.Option(QueueMode.steer, "--queue-mode", help="Embedded gateway follow-up queue: steer or collect."),
+    queue_mode: o.QueueModeOption = o.QueueMode.steer,
     session_key: str = typer.Option(DEFAULT_SESSION_KEY, "--session-key", help="Base session key (each point and run gets its own)."),
-    message: str = typer.Option(DEFAULT_MESSAGE, "--message", help="Message template; must contain {nonce}."),
-    wait: WaitMode = typer.Option(WaitMode.final, "--wait", help="What ends a call: the final chat event, or agent.wait after it."),
-    timeout: float = typer.Option(30.0, "--timeout", help="Seconds a call may take before it is a timeout."),
+    message: o.Message = DEFAULT_MESSAGE,
+    wait: o.Wait = o.WaitMode.final,
+    timeout: o.Timeout = 30.0,
     settle: Optional[float] = typer.Option(None, "--settle", help="Quiet seconds that end each run's watch for late replies."),
     target: str = typer.Option(EMBEDDED, "--target", help="'embedded' (a fresh reference stack per point) or ws://HOST:PORT (--gaps only)."),
-    token_env: str = typer.Option(DEFAULT_TOKEN_ENV, "--token-env", help="Environment variable holding the gateway token."),
-    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the gateway token."),
-    allow_insecure: bool = typer.Option(False, "--allow-insecure", help="Allow ws:// to a non-loopback host (token in clear text)."),
-    log: list[str] = typer.Option([], "--log", help="Gateway log file or glob to watch (repeatable)."),
-    log_pattern: list[str] = typer.Option([], "--log-pattern", help="Extra regex to count in the logs (repeatable)."),
+    token_env: o.TokenEnv = DEFAULT_TOKEN_ENV,
+    token_file: o.TokenFile = None,
+    allow_insecure: o.AllowInsecure = False,
+    log: o.Log = [],
+    log_pattern: o.LogPattern = [],
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the failure rate per point with its interval: .svg, or .png (needs matplotlib)."),
     json_path: Optional[str] = typer.Option(None, "--json", help="Write one JSON record per point, then the summary; '-' for stdout."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the summary line."),
+    quiet: o.Quiet = False,
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where gateway output goes (a sub-directory per point)."),
 ) -> None:
     """Exit codes: 0 no point failed, 1 some point failed, 2 usage, connection or auth error, 130 interrupted."""
     output = make_output(json_path, quiet)
+    params = locals()
 
     def run() -> int:
         given = [(name, text) for name, text in (("gap", gaps), ("teardown_ms", teardowns_ms), ("latency_ms", latencies_ms))
@@ -62,11 +63,7 @@ def sweep(
             probe=SequentialConfig(calls=calls, session_key=session_key, message=message, gap=gap, wait=wait.value,
                                    timeout=timeout, settle=settle),
         )
-        spec = TargetSpec(
-            target=target, token_env=token_env, token_file=token_file, allow_insecure=allow_insecure,
-            embedded=EmbeddedOptions(profile=profile.value, teardown_ms=teardown_ms, latency_ms=latency_ms,
-                                     queue_mode=queue_mode.value),
-        )
+        spec = o.target_spec(params)
         result = asyncio.run(run_sweep(spec, cfg, log_paths=log, patterns=log_patterns(log_pattern), run_dir=run_dir,
                                        observer=output))
         if plot is not None:
