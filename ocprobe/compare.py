@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ocprobe.classify import percentile
 from ocprobe.errors import UsageError
-from ocprobe.models import CallClass
+from ocprobe.models import RESULTS_SCHEMA_VERSION, CallClass
 from ocprobe.runner import ProbeOutcome
 from ocprobe.stats import MannWhitney, fisher_exact_two_sided, mann_whitney_u, wilson_interval
 
@@ -86,21 +86,31 @@ def sample_from_outcome(label: str, outcome: ProbeOutcome) -> Sample:
 
 
 def load_sample(path: Path) -> Sample:
-    """A sample from a ``--json`` results file (or a report bundle's ``calls.jsonl``)."""
+    """A sample from a ``--json`` results file (or a report bundle's ``calls.jsonl``). A file of another
+    schema version, cut short or not ocprobe's is refused with the line that shows it."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read results file {path}: {getattr(exc, 'strerror', None) or exc}") from None
     calls: list[dict] = []
     summary: dict | None = None
+    started = False
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
+            if number == 1 and _is_report_summary(text):
+                raise UsageError(f"{path} is a report's summary.json: compare reads the --json results file "
+                                 "or the report's calls.jsonl") from None
             raise UsageError(f"{path}:{number}: not JSON: is this an ocprobe results file (or is it truncated)?") from None
         kind = record.get("record") if isinstance(record, dict) else None
+        version = record.get("schema_version", RESULTS_SCHEMA_VERSION) if isinstance(record, dict) else RESULTS_SCHEMA_VERSION
+        if version != RESULTS_SCHEMA_VERSION:
+            raise UsageError(f"{path}:{number}: written with results schema version {version!r}; this ocprobe "
+                             f"reads version {RESULTS_SCHEMA_VERSION}")
+        started = started or kind == "start"
         if kind == "call":
             if record.get("class") not in {c.value for c in CallClass} or not isinstance(record.get("latency_ms"), (int, float)):
                 raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms")
@@ -111,6 +121,8 @@ def load_sample(path: Path) -> Sample:
             raise UsageError(f"{path}:{number}: not an ocprobe record (no known 'record' field)")
     if not calls:
         raise UsageError(f"{path}: no call records: not an ocprobe results file")
+    if started and summary is None:  # a --json file always ends with its summary, even when cut short
+        raise UsageError(f"{path}: truncated: {len(calls)} call record(s) but no summary record")
     target = (summary or {}).get("target") or {}
     return Sample(
         label=path.name,
@@ -119,6 +131,14 @@ def load_sample(path: Path) -> Sample:
         log_counts=dict((summary or {}).get("log_counts") or {}),
         gateway_version=target.get("gateway_version"),
     )
+
+
+def _is_report_summary(text: str) -> bool:
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(document, dict) and "schema_version" in document and "pooled" in document
 
 
 def _significant(fail_a: int, n_a: int, fail_b: int, n_b: int) -> bool:

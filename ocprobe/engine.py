@@ -44,7 +44,7 @@ class Witness(Protocol):
     """Which turns reached the LLM: ocprobe's own provider, in process or read over HTTP."""
 
     @property
-    def requests(self) -> list[WitnessRequest]: ...
+    def requests(self) -> Sequence[WitnessRequest]: ...  # in arrival order, only ever appended to
 
 
 class ProbeObserver(Protocol):
@@ -121,6 +121,54 @@ class ConcurrentConfig(ProbeConfig):
 
 
 @dataclass
+class SendStep:
+    """Send one chat turn (``count`` times) and judge it against ``expect``."""
+
+    message: str  # template with {i} and {nonce}
+    session_key: str | None = None  # None: the probe's session key
+    expect: tuple[str, ...] = ("real",)  # classes that meet the expectation; empty: any class
+    until: str = "final"  # what ends the call: final or agent.wait
+    background: bool = False  # go on with the next step at once; a ``wait`` step (or the end) joins it
+    count: int = 1
+
+
+@dataclass
+class SleepStep:
+    seconds: float
+
+
+@dataclass
+class WaitStep:
+    """Wait until every background send has ended."""
+
+
+Step = SendStep | SleepStep | WaitStep
+
+
+@dataclass
+class ScriptConfig(ProbeConfig):
+    """A scripted probe: ``steps`` run in order, ``iterations`` times. ``calls`` is derived from them."""
+
+    steps: list[Step] = field(default_factory=list)
+    iterations: int = 1
+
+    def __post_init__(self) -> None:
+        self.calls = self.iterations * sum(s.count for s in self.steps if isinstance(s, SendStep))
+
+
+@dataclass
+class ScriptCallRecord(CallRecord):
+    """A call of a scripted probe: which step sent it and what it was expected to be."""
+
+    step: int = 0  # 1-based position in the scenario's steps
+    expect: list[str] = field(default_factory=list)  # empty: any class
+
+    @property
+    def met(self) -> bool:
+        return not self.expect or self.cls.value in self.expect
+
+
+@dataclass
 class ConcurrentCallRecord(CallRecord):
     """A call of a concurrent probe; in open loop, also how late it started against its schedule."""
 
@@ -180,6 +228,8 @@ class ProbeEngine:
         self.transport = transport
         self.target = target
         self.witness = witness
+        self._witnessed: dict[str, list[float]] = {}  # nonce -> when the witness saw it, indexed as it grows
+        self._witness_cursor = 0
         self.logs = logs
         self.observer = observer
         self.records: list[CallRecord] = []
@@ -189,11 +239,13 @@ class ProbeEngine:
         self.result: ProbeResult | None = None  # set when the run ends, also when it is cut short
 
     async def run(self, cfg: ProbeConfig) -> ProbeResult:
-        """Run the probe the config describes (sequential or concurrent)."""
+        """Run the probe the config describes (sequential, concurrent or scripted)."""
         if isinstance(cfg, ConcurrentConfig):
             return await self.run_concurrent(cfg)
         if isinstance(cfg, SequentialConfig):
             return await self.run_sequential(cfg)
+        if isinstance(cfg, ScriptConfig):
+            return await self._run(cfg, lambda: self._drive_script(cfg))
         raise TypeError(f"no probe mode for {type(cfg).__name__}")
 
     async def run_sequential(self, cfg: SequentialConfig) -> ProbeResult:
@@ -227,6 +279,36 @@ class ProbeEngine:
             self._finished(await self._call(cfg, index, cfg.session_key))
             if cfg.gap and index < cfg.calls:
                 await asyncio.sleep(cfg.gap)
+
+    async def _drive_script(self, cfg: ScriptConfig) -> None:
+        index = 0
+        background: list[asyncio.Task[None]] = []
+
+        async def send(step: SendStep, number: int, call_index: int) -> None:
+            self._finished(await self._call(
+                cfg, call_index, step.session_key or cfg.session_key, message=step.message, wait=step.until,
+                record_type=ScriptCallRecord, step=number, expect=list(step.expect),
+            ))
+
+        try:
+            for _ in range(cfg.iterations):
+                for number, step in enumerate(cfg.steps, 1):
+                    if isinstance(step, SleepStep):
+                        await asyncio.sleep(step.seconds)
+                    elif isinstance(step, WaitStep):
+                        await _all_or_none(background)
+                        background.clear()
+                    else:
+                        for _ in range(step.count):
+                            index += 1
+                            if step.background:
+                                background.append(asyncio.create_task(send(step, number, index)))
+                            else:
+                                await send(step, number, index)
+            await _all_or_none(background)
+        except BaseException:
+            await _cancel(background)
+            raise
 
     async def _drive_closed_loop(self, cfg: ConcurrentConfig) -> None:
         """``concurrency`` workers, each sending its next call as soon as its last one ended."""
@@ -286,23 +368,28 @@ class ProbeEngine:
         await _all_or_none(tasks)
 
     # -- one call ----------------------------------------------------------------------------
-    async def _call(self, cfg: ProbeConfig, index: int, session_key: str, **extra: Any) -> CallRecord:
-        """Send, wait and classify one call: the one code path of every probe mode. ``extra`` are the
-        fields of a concurrent call's record."""
+    async def _call(
+        self, cfg: ProbeConfig, index: int, session_key: str, *, message: str | None = None, wait: str | None = None,
+        record_type: type[CallRecord] | None = None, **extra: Any,
+    ) -> CallRecord:
+        """Send, wait and classify one call: the one code path of every probe mode. A scripted step brings
+        its own ``message`` and ``wait``; ``extra`` are the fields of its mode's ``record_type``."""
         nonce, run_id = cfg.nonce(index), cfg.idempotency_key(index)
-        outcome = await self.transport.send(session_key, cfg.message.format(i=index, nonce=nonce), run_id, cfg.timeout)
-        if cfg.wait == "agent.wait" and outcome.state == "final":
+        template = cfg.message if message is None else message
+        outcome = await self.transport.send(session_key, template.format(i=index, nonce=nonce), run_id, cfg.timeout)
+        if (cfg.wait if wait is None else wait) == "agent.wait" and outcome.state == "final":
             await self.transport.wait_run(run_id, cfg.timeout)
         hits = None
         if self.witness is not None:
-            hits = sum(1 for r in self.witness.requests if nonce in r.nonces and r.at <= outcome.ended_at)
+            hits = sum(1 for at in self._witness_times(nonce) if at <= outcome.ended_at)
         floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real_latencies())
         verdict = classify(outcome, nonce, witness_hits=hits, floor_ms=floor)
         error = outcome.error_message
         if verdict.cls is CallClass.WRONG:
             error = error or self._foreign_nonce_note(outcome.text, cfg, index)
         self._foreign.extend(self.transport.take_foreign_events())
-        record_type = ConcurrentCallRecord if isinstance(cfg, ConcurrentConfig) else CallRecord
+        if record_type is None:
+            record_type = ConcurrentCallRecord if isinstance(cfg, ConcurrentConfig) else CallRecord
         return record_type(
             index=index,
             session_key=session_key,
@@ -320,6 +407,18 @@ class ProbeEngine:
             run=cfg.run,
             **extra,
         )
+
+    def _witness_times(self, nonce: str) -> list[float]:
+        """When the witness saw ``nonce``. Requests are only appended, so each is indexed once: scanning
+        the whole record per call made a long probe quadratic."""
+        if self.witness is None:
+            return []
+        requests = self.witness.requests
+        for request in requests[self._witness_cursor:]:
+            for seen in request.nonces:
+                self._witnessed.setdefault(seen, []).append(request.at)
+        self._witness_cursor = len(requests)
+        return self._witnessed.get(nonce, [])
 
     def _real_latencies(self) -> list[float]:
         return [r.latency_ms for r in self.records if r.cls is CallClass.REAL]
@@ -366,7 +465,7 @@ class ProbeEngine:
 
     def _late_reply(self, record: CallRecord) -> LateReply | None:
         witnessed = [
-            r.at for r in (self.witness.requests if self.witness else []) if record.nonce in r.nonces and r.at > record.ended_at
+            at for at in self._witness_times(record.nonce) if at > record.ended_at
         ]
         finals = [e for e in self._foreign if record.nonce in e.text]
         if not witnessed and not finals:

@@ -7,7 +7,10 @@ time window holds it, so the time of a match is the log's own timestamp when the
 
 Files are tracked by identity (device, inode) and kept open: a rotated (renamed) or deleted file is
 still drained through its open handle before it is let go, a renamed file that still matches the
-globs is not read again from the start, and a file recreated under the same path is read from 0.
+globs is not read again from the start, and a file recreated under the same path is read from 0. A
+file truncated in place (copytruncate) is read from 0 again, even when it has grown past the old
+offset by the next poll: the bytes just before the offset are remembered and compared. Each poll
+reads everything written before it began, a chunk at a time, yielding to the event loop in between.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from ocprobe.models import LogMatch
 
 DEFAULT_PATTERNS: tuple[str, ...] = ("ReplyRunAlreadyActiveError", "followup queue drain failed")
 
-CHUNK = 1024 * 1024  # bytes read per file per poll: a flooding log cannot stall the event loop
+CHUNK = 1024 * 1024  # bytes read at a time: a flooding log cannot stall the event loop
+MARK = 64  # bytes before the offset remembered to notice a file rewritten in place
 MAX_PENDING = CHUNK  # a "line" with no newline past this size is taken as complete, bounding memory
 MAX_LINE = 2000  # characters of a matched line that are kept
 
@@ -64,7 +68,7 @@ def _line_time(line: str) -> float | None:
         return None
     try:
         record = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting too deep for the parser
         return None
     value = record.get("time") if isinstance(record, dict) else None
     return _parse_time(value) if isinstance(value, str) else None
@@ -77,6 +81,7 @@ class _Tail:
     offset: int  # bytes of the file already consumed (complete lines plus ``pending``)
     fh: BinaryIO | None = None  # None while the file cannot be opened (e.g. permissions)
     pending: bytearray = field(default_factory=bytearray)  # a partial line awaiting its newline
+    mark: bytes = b""  # the bytes just before ``offset``, as read
 
 
 class LogWatcher:
@@ -94,6 +99,7 @@ class LogWatcher:
         self._matches: list[LogMatch] = []
         self._tails: dict[Ident, _Tail] = {}
         self._task: asyncio.Task[None] | None = None
+        self._polling = asyncio.Lock()  # a poll yields between chunks: two must not read one file at once
         self._running = False
         self._stopped = False
 
@@ -109,6 +115,7 @@ class LogWatcher:
             if tail.fh is not None:
                 # The open handle is authoritative: the file may have grown since the stat.
                 tail.offset = os.fstat(tail.fh.fileno()).st_size
+                tail.mark = os.pread(tail.fh.fileno(), min(MARK, tail.offset), tail.offset - min(MARK, tail.offset))
             self._tails[ident] = tail
         self._running = True
         self._task = asyncio.create_task(self._run())
@@ -124,6 +131,10 @@ class LogWatcher:
         self._match(source, _clean(line), time.time() if at is None else at)
 
     async def poll(self) -> None:
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         # Before start there is no baseline (everything would count); after stop the files are closed.
         if not self._running:
             return
@@ -135,10 +146,11 @@ class LogWatcher:
         # to their end and let go, then the files already followed, then files new since last poll.
         for ident in [ident for ident in self._tails if ident not in current]:
             tail = self._tails[ident]
-            if tail.fh is None or not self._read(tail, now):
-                self._flush(tail, now)
-                self._close(tail)
-                del self._tails[ident]
+            if tail.fh is not None:
+                await self._drain(tail, now)
+            self._flush(tail, now)
+            self._close(tail)
+            del self._tails[ident]
         known = [ident for ident in current if ident in self._tails]
         for ident in known + [ident for ident in current if ident not in self._tails]:
             tail = self._tails.get(ident)
@@ -149,7 +161,7 @@ class LogWatcher:
             if tail.fh is None:
                 self._open(tail)
             if tail.fh is not None:
-                self._read(tail, now)
+                await self._drain(tail, now)
 
     async def stop(self) -> None:
         if not self._running:
@@ -216,19 +228,32 @@ class LogWatcher:
             tail.fh.close()
             tail.fh = None
 
+    async def _drain(self, tail: _Tail, now: float) -> None:
+        """Read what the file holds now, a chunk at a time; lines written meanwhile wait for the next poll."""
+        try:
+            end = os.fstat(tail.fh.fileno()).st_size if tail.fh is not None else 0
+        except OSError:
+            return
+        while self._read(tail, now) and tail.offset < end:
+            await asyncio.sleep(0)
+
     def _read(self, tail: _Tail, now: float) -> bool:
         """Consume up to one chunk of new bytes; True while bytes remain to be read."""
         assert tail.fh is not None
         try:
-            size = os.fstat(tail.fh.fileno()).st_size
-            if size < tail.offset:  # truncated in place: its new content starts at 0
+            fd = tail.fh.fileno()
+            size = os.fstat(fd).st_size
+            if size < tail.offset or (tail.mark and os.pread(fd, len(tail.mark), tail.offset - len(tail.mark)) != tail.mark):
+                # Truncated in place (and maybe written again past the old offset): read it from 0.
                 tail.offset = 0
                 tail.pending.clear()
+                tail.mark = b""
             tail.fh.seek(tail.offset)
             data = tail.fh.read(CHUNK)
         except OSError:
             return False
         tail.offset += len(data)
+        tail.mark = (tail.mark + data)[-MARK:]
         tail.pending += data
         *lines, rest = tail.pending.split(b"\n")
         for raw in lines:

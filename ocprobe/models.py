@@ -12,6 +12,11 @@ from enum import Enum
 from typing import Any
 
 
+# The layout of the --json records (start, call, settle, run, summary): bumped when a field is renamed,
+# removed or changes meaning, so ``ocprobe compare`` refuses a file it would misread.
+RESULTS_SCHEMA_VERSION = 1
+
+
 class CallClass(str, Enum):
     REAL = "real"  # reply carries the nonce and the LLM was reached
     FAST_FAIL = "fast_fail"  # answered before any LLM call

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from ocprobe.errors import TargetUnreachable
 
@@ -25,8 +26,12 @@ class ManagedProcess:
         name: str,
         env: Mapping[str, str] | None = None,
         on_line: LineCallback | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
+        """``redact``: applied to every line before it is copied to a file or handed on, so a secret the
+        process prints (its token, a provider key) is not stored."""
         self.argv = list(argv)
+        self._redact = redact
         self.name = name
         self.env = dict(env) if env is not None else None
         self.stdout_path = log_dir / f"{name}.stdout.log"
@@ -65,22 +70,36 @@ class ManagedProcess:
     async def _pump(
         self, stream: asyncio.StreamReader, name: str, path: Path, lines: asyncio.Queue[str] | None
     ) -> None:
+        """Copy a stream to ``path`` and hand on its lines. It is read in chunks and split here, so a
+        flood never holds more than MAX_LINE of a line, and a longer line goes on in pieces, not lost."""
+        pending = b""
         with path.open("ab") as copy:
             while True:
-                try:
-                    raw = await stream.readline()
-                except ValueError:  # a line longer than the limit: take what is buffered
-                    raw = await stream.read(MAX_LINE)
-                if not raw:
-                    break
+                chunk = await stream.read(MAX_LINE)
+                pieces = (pending + chunk).split(b"\n")
+                # Complete lines keep their newline in the copy; the rest waits for more, up to MAX_LINE.
+                done = [(raw, b"\n") for raw in pieces[:-1]]
+                pending = pieces[-1]
+                while len(pending) > MAX_LINE or (pending and not chunk):
+                    done.append((pending[:MAX_LINE], b""))
+                    pending = pending[MAX_LINE:]
                 at = time.time()
-                copy.write(raw)
+                for raw, end in done:
+                    self._line(name, raw, end, at, copy, lines)
                 copy.flush()
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                if lines is not None:
-                    lines.put_nowait(line)
-                if self._on_line is not None:
-                    self._on_line(name, line, at)
+                if not chunk:
+                    break
+
+    def _line(self, name: str, raw: bytes, end: bytes, at: float, copy: BinaryIO, lines: asyncio.Queue[str] | None) -> None:
+        if self._redact is not None:
+            # surrogateescape: bytes that are not UTF-8 reach the copy unchanged
+            raw = self._redact(raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        copy.write(raw + end)
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if lines is not None:
+            lines.put_nowait(line)
+        if self._on_line is not None:
+            self._on_line(name, line, at)
 
     async def wait(self) -> int:
         """Until the process exits and its output is drained; its exit code."""

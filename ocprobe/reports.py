@@ -12,12 +12,11 @@ import re
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from rich.text import Text
 
@@ -41,8 +40,6 @@ SCHEMA_VERSION = 1
 SCHEMA_RESOURCE = "summary.schema.json"
 MAX_LOG_LINES = 200  # report.md stays readable; every match is still in calls.jsonl
 REPLY_EXCERPT = 200  # characters of a failed call's reply in junit.xml
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -101,7 +98,7 @@ def summary_document(report: ReportInput) -> dict[str, Any]:
 
 def write_report_bundle(directory: Path, report: ReportInput, redact: Redactor) -> dict[str, Path]:
     """Write the bundle into ``directory`` (created if needed); returns file name -> path."""
-    report = _redacted(report, redact)
+    report = redact(report)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {name: directory / name for name in ("calls.jsonl", "summary.json", "junit.xml", "report.md")}
     paths["calls.jsonl"].write_text(
@@ -115,22 +112,6 @@ def write_report_bundle(directory: Path, report: ReportInput, redact: Redactor) 
     tree.write(paths["junit.xml"], encoding="utf-8", xml_declaration=True)
     paths["report.md"].write_text(report_markdown(report), encoding="utf-8")
     return paths
-
-
-def _redacted(value: T, redact: Redactor) -> T:
-    """A copy of ``value`` (dataclasses, lists, tuples, dicts) with every string passed through ``redact``."""
-    result: Any = value
-    if isinstance(value, Enum):  # before str: the classes are str enums and must stay enums
-        pass
-    elif isinstance(value, str):
-        result = redact(value)
-    elif is_dataclass(value) and not isinstance(value, type):
-        result = replace(value, **{f.name: _redacted(getattr(value, f.name), redact) for f in fields(value) if f.init})
-    elif isinstance(value, (list, tuple)):
-        result = type(value)(_redacted(item, redact) for item in value)
-    elif isinstance(value, dict):
-        result = {_redacted(k, redact): _redacted(v, redact) for k, v in value.items()}
-    return result  # type: ignore[no-any-return]
 
 
 def _call_json(run: int, record: CallRecord) -> dict[str, Any]:

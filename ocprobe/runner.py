@@ -10,16 +10,19 @@ from typing import Protocol
 from pathlib import Path
 
 from ocprobe.engine import (
-    ConcurrencyStats, ConcurrentConfig, ConcurrentResult, ProbeConfig, ProbeEngine, ProbeObserver, SequentialConfig,
-    pooled_concurrency, pooled_summary, summarize,
+    DEFAULT_SESSION_KEY, ConcurrencyStats, ConcurrentConfig, ConcurrentResult, ProbeConfig, ProbeEngine, ProbeObserver, ScriptCallRecord,
+    ScriptConfig, SendStep, pooled_concurrency, pooled_summary, summarize,
 )
 from ocprobe.errors import OcprobeError, UsageError
 from ocprobe.gates import Gate, GateResult, GateSyntaxError, UnknownMetricError, overall_status, parse_gates, probe_metrics
 from ocprobe.logwatch import DEFAULT_PATTERNS, LogWatcher
 from ocprobe.models import ProbeResult, ProbeSummary, TargetInfo
+from ocprobe.secret import Redactor
+from ocprobe.transports.base import Transport
 from ocprobe.targets import TargetSpec, new_run_dir, open_target, validate_target
 
 TEMPLATE_FIELDS = {"i", "nonce"}
+AUTO_SESSION_KEY = "auto"  # --session-key auto: a key no earlier probe used
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
@@ -33,6 +36,13 @@ def validate_message_template(template: str) -> None:
         raise UsageError(f"bad --message template: unknown field {{{sorted(unknown)[0]}}} (use {{i}} and {{nonce}})")
     if "nonce" not in fields:
         raise UsageError("bad --message template: it must contain {nonce}, the token that proves a real reply")
+    sample = "ok-12345-abcdef"
+    try:  # conversions and format specs show only when filled in
+        filled = template.format(i=12345, nonce=sample)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise UsageError(f"bad --message template {template!r}: {exc}") from None
+    if sample not in filled:
+        raise UsageError(f"bad --message template {template!r}: it alters the nonce (no conversion or format spec on {{nonce}})")
 
 
 def log_patterns(extra: Sequence[str]) -> list[str]:
@@ -64,30 +74,54 @@ def validate_log_paths(paths: Sequence[str]) -> None:
                 raise UsageError(f"--log {path} looks binary, not a text log")
 
 
+@dataclass(frozen=True)
+class Limit:
+    """The accepted range of a probe setting, and the option that sets it on the command line."""
+
+    option: str
+    low: float
+    high: float
+    low_open: bool = False  # the low end itself is refused (e.g. a timeout of 0)
+
+    def check(self, value: float | None, name: str | None = None) -> None:
+        """``name``: how to call the setting in the error (default: its option)."""
+        if value is None:
+            return
+        if not self.low <= value <= self.high or (self.low_open and value == self.low):  # NaN fails too
+            raise UsageError(f"{name or self.option} must be between {_num(self.low)} and {_num(self.high)}, got {_num(value)}")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+#: Probe settings by config field. Where a setting is both an option and a scenario key, both are checked here.
+LIMITS: dict[str, Limit] = {
+    "calls": Limit("-n", 1, 100_000),
+    "timeout": Limit("--timeout", 0, 3600, low_open=True),
+    "floor_ms": Limit("--floor-ms", 0, 3_600_000),
+    "settle": Limit("--settle", 0, 600),
+    "gap": Limit("--gap", 0, 3600),
+    "concurrency": Limit("-c", 1, 1000),
+    "sessions": Limit("--sessions", 1, 1000),
+    "rate": Limit("--rate", 0, 10_000, low_open=True),
+    "duration": Limit("--duration", 0, 86_400, low_open=True),
+    "repeat": Limit("--repeat", 1, 1000),
+    "iterations": Limit("iterations", 1, 100_000),
+}
+
+
 def validate_config(cfg: ProbeConfig) -> None:
     """Refuse out-of-range options of any probe mode before anything starts."""
-    if not 1 <= cfg.calls <= 100_000:
-        raise UsageError(f"-n must be between 1 and 100000, got {cfg.calls}")
-    if not 0 < cfg.timeout <= 3600:
-        raise UsageError(f"--timeout must be between 0 and 3600 seconds, got {cfg.timeout:g}")
-    if cfg.floor_ms is not None and cfg.floor_ms < 0:
-        raise UsageError(f"--floor-ms must not be negative, got {cfg.floor_ms:g}")
-    if cfg.settle is not None and not 0 <= cfg.settle <= 600:
-        raise UsageError(f"--settle must be between 0 and 600 seconds, got {cfg.settle:g}")
+    for name, limit in LIMITS.items():
+        limit.check(getattr(cfg, name, None))
     if not cfg.session_key.strip():
         raise UsageError("--session-key must not be empty")
-    if isinstance(cfg, SequentialConfig) and not 0 <= cfg.gap <= 3600:
-        raise UsageError(f"--gap must be between 0 and 3600 seconds, got {cfg.gap:g}")
-    if isinstance(cfg, ConcurrentConfig):
-        if not 1 <= cfg.concurrency <= 1000:
-            raise UsageError(f"-c must be between 1 and 1000, got {cfg.concurrency}")
-        if not 1 <= cfg.sessions <= 1000:
-            raise UsageError(f"--sessions must be between 1 and 1000, got {cfg.sessions}")
-        if cfg.rate is not None and not 0 < cfg.rate <= 10_000:
-            raise UsageError(f"--rate must be between 0 and 10000 calls per second, got {cfg.rate:g}")
-        if cfg.duration is not None and not 0 < cfg.duration <= 86_400:
-            raise UsageError(f"--duration must be between 0 and 86400 seconds, got {cfg.duration:g}")
     validate_message_template(cfg.message)
+    if isinstance(cfg, ScriptConfig):
+        for step in cfg.steps:
+            if isinstance(step, SendStep):
+                validate_message_template(step.message)
 
 
 @dataclass
@@ -101,9 +135,14 @@ class ProbeOutcome:
     gate_status: str | None  # None without gates
     exit_code: int
     concurrency: ConcurrencyStats | None = None  # concurrent probes: per-session strips and throughput, pooled
+    expectations: tuple[int, int] | None = None  # scripted probes: (met, judged) over every call's ``expect``
 
 
 class SessionObserver(ProbeObserver, Protocol):
+    def info(self, message: str) -> None: ...  # start-up steps worth showing (installing, launching)
+
+    def warn(self, message: str) -> None: ...
+
     def probe_started(self, target: TargetInfo, calls: int, secrets: Sequence[str]) -> None: ...
 
     def probe_finished(self, outcome: ProbeOutcome) -> None: ...
@@ -126,9 +165,12 @@ def prepare_gates(texts: Sequence[str], patterns: list[str]) -> list[Gate]:
     return gates
 
 
-def exit_code(pooled: ProbeSummary, gate_status: str | None) -> int:
-    """0 pass, 1 fail, 3 inconclusive. Without gates a run passes when every call is real."""
+def exit_code(pooled: ProbeSummary, gate_status: str | None, expectations: tuple[int, int] | None = None) -> int:
+    """0 pass, 1 fail, 3 inconclusive. Without gates a run passes when every call is real, or for a
+    scripted probe, when every call is of a class its step expects."""
     if gate_status is None:
+        if expectations is not None:
+            return EXIT_PASS if expectations[0] == expectations[1] else EXIT_FAIL
         return EXIT_PASS if pooled.all_real else EXIT_FAIL
     return {"pass": EXIT_PASS, "fail": EXIT_FAIL}.get(gate_status, EXIT_INCONCLUSIVE)
 
@@ -146,8 +188,10 @@ async def run_probe(
 ) -> ProbeOutcome:
     """One probe command: the mode is the config's (``SequentialConfig`` or ``ConcurrentConfig``)."""
     validate_config(cfg)
-    if not 1 <= repeat <= 1000:
-        raise UsageError(f"--repeat must be between 1 and 1000, got {repeat}")
+    LIMITS["repeat"].check(repeat)
+    auto_session = cfg.session_key == AUTO_SESSION_KEY
+    if auto_session:
+        cfg = replace(cfg, session_key=f"{DEFAULT_SESSION_KEY}-{cfg.probe_id}")
     watched = list(patterns)
     parsed_gates = prepare_gates(gates, watched)
     token = validate_target(spec)
@@ -164,9 +208,11 @@ async def run_probe(
     target: TargetInfo | None = None
     engine: ProbeEngine | None = None
     try:
-        async with open_target(spec, token, logs, run_dir) as opened:
+        async with open_target(spec, token, logs, run_dir, on_progress=observer.info) as opened:
             target = opened.info
             observer.probe_started(opened.info, cfg.calls * repeat, opened.secrets)
+            if not auto_session:
+                await _warn_if_used(opened.transport, cfg, observer)
             for run in range(1, repeat + 1):
                 # Each repeat gets its own session: leftover queued turns would poison the next one.
                 # Nonces and idempotency keys must be new too, or the gateway answers from its cache.
@@ -176,6 +222,9 @@ async def run_probe(
                 engine = ProbeEngine(opened.transport, opened.info, witness=opened.witness, logs=logs, observer=observer)
                 runs.append(await engine.run(run_cfg))
     except BaseException as exc:
+        if isinstance(exc, OcprobeError):
+            # A gateway may echo the token in a refusal, before the output's redactor has learnt it.
+            exc.args = (Redactor([token])(str(exc)),)
         # Cut short (Ctrl-C, a lost target): the last record on disk is still a summary of what ran.
         if target is not None:
             if engine is not None and engine.result is not None and all(r is not engine.result for r in runs):
@@ -192,11 +241,25 @@ async def run_probe(
 
 
 
+async def _warn_if_used(transport: Transport, cfg: ProbeConfig, observer: SessionObserver) -> None:
+    """Turns still queued on a session from an earlier probe run late into this one and poison it."""
+    key = cfg.session_keys()[0] if isinstance(cfg, ConcurrentConfig) else cfg.session_key
+    try:
+        history = await transport.history(key, limit=20)
+    except OcprobeError:
+        return  # the history is advice; a gateway that will not give it still gets probed
+    if history:
+        observer.warn(f"session {key} already has {len(history)}+ message(s) from earlier turns; turns still "
+                      f"queued there would land in this probe (use --session-key auto for a fresh one)")
+
+
 def _outcome(target: TargetInfo, runs: list[ProbeResult], gates: Sequence[Gate], forced_exit: int | None) -> ProbeOutcome:
     pooled = pooled_summary(runs)
     results = [gate.evaluate(probe_metrics(pooled)) for gate in gates]
     gate_status = overall_status(results) if results else None
     concurrency = pooled_concurrency([r.concurrency for r in runs if isinstance(r, ConcurrentResult) and r.concurrency])
+    scripted = [c for r in runs for c in r.records if isinstance(c, ScriptCallRecord)]
+    expectations = (sum(c.met for c in scripted), len(scripted)) if scripted else None
     return ProbeOutcome(target=target, runs=runs, pooled=pooled, gates=results, gate_status=gate_status,
-                        exit_code=forced_exit if forced_exit is not None else exit_code(pooled, gate_status),
-                        concurrency=concurrency)
+                        exit_code=forced_exit if forced_exit is not None else exit_code(pooled, gate_status, expectations),
+                        concurrency=concurrency, expectations=expectations)

@@ -22,7 +22,7 @@ from ocprobe.classify import percentile
 from ocprobe.engine import SequentialConfig
 from ocprobe.errors import UsageError
 from ocprobe.models import CallClass, CallRecord, ProbeResult, TargetInfo
-from ocprobe.runner import ProbeOutcome, run_probe, validate_config
+from ocprobe.runner import LIMITS, ProbeOutcome, run_probe, validate_config
 from ocprobe.stats import wilson_interval
 from ocprobe.targets import EMBEDDED, TargetSpec, validate_target
 
@@ -223,6 +223,12 @@ class _PointObserver:
     def probe_started(self, target: TargetInfo, calls: int, secrets: Sequence[str]) -> None:
         self.target = target
 
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
     def call_finished(self, record: CallRecord) -> None:
         pass
 
@@ -253,8 +259,7 @@ def validate_sweep(spec: TargetSpec, cfg: SweepConfig) -> None:
         raise UsageError(f"unknown sweep parameter {cfg.parameter!r}")
     if not cfg.values:
         raise UsageError(f"{PARAMETERS[cfg.parameter][0]} needs at least one value")
-    if not 1 <= cfg.repeat <= 1000:
-        raise UsageError(f"--repeat must be between 1 and 1000, got {cfg.repeat}")
+    LIMITS["repeat"].check(cfg.repeat)
     if cfg.parameter != "gap" and spec.target != EMBEDDED and not spec.target.startswith(f"{EMBEDDED}:"):
         raise UsageError(f"{PARAMETERS[cfg.parameter][0]} sets the embedded gateway: it needs --target embedded")
     for number, value in enumerate(cfg.values, 1):

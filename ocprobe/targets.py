@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -21,9 +22,12 @@ from ocprobe.engine import Witness
 from ocprobe.errors import TargetUnreachable, UsageError
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import TargetInfo
+from ocprobe.openclaw.semver import is_version
 from ocprobe.process import ManagedProcess
+from ocprobe.reference.faults import FaultSpecError, parse_faults
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS, ReferenceProvider
+from ocprobe.secret import Redactor
 from ocprobe.transports import TRANSPORT_NAMES
 from ocprobe.transports.base import Transport
 from ocprobe.transports.http import (
@@ -38,6 +42,7 @@ DEFAULT_TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
 PROVIDER_KEY_ENV = "OCPROBE_PROVIDER_API_KEY"
 GATEWAY_START_TIMEOUT = 30.0
 TRANSPORTS = TRANSPORT_NAMES
+_DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # npm dist-tags: latest, beta, ...
 
 
 @dataclass
@@ -48,6 +53,7 @@ class EmbeddedOptions:
     jitter_ms: float = 0.0
     drop_queued: bool = False
     queue_mode: str = "steer"
+    faults: tuple[str, ...] = ()  # --fault specs, parsed by the gateway child (see reference/faults.py)
 
 
 @dataclass
@@ -116,9 +122,14 @@ def validate_target(spec: TargetSpec) -> str | None:
     if spec.target.startswith(f"{EMBEDDED}:"):
         spec.embedded.profile = spec.target.split(":", 1)[1]
         spec.target = EMBEDDED
+    if spec.embedded.faults and spec.target != EMBEDDED:
+        raise UsageError("--fault applies to the embedded target only (its reference gateway injects them)")
     if spec.target.startswith(OPENCLAW_PREFIX):
-        if not spec.target[len(OPENCLAW_PREFIX):].strip():
+        version = spec.target[len(OPENCLAW_PREFIX):].strip()
+        if not version:
             raise UsageError(f"target {spec.target!r} names no version (e.g. openclaw@2026.5.3 or openclaw@latest)")
+        if not (is_version(version) or _DIST_TAG.fullmatch(version)):
+            raise UsageError(f"target {spec.target!r}: {version!r} is neither a version (e.g. 2026.5.3) nor a dist-tag (e.g. latest)")
         if spec.transport not in (None, "ws"):
             raise UsageError("an openclaw@VERSION target is probed over its WebSocket (--transport ws)")
         spec.transport = "ws"
@@ -136,12 +147,23 @@ def validate_target(spec: TargetSpec) -> str | None:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
         spec.transport = spec.transport or "ws"
         _validate_transport_options(spec)
+        try:
+            parse_faults(spec.embedded.faults)
+        except FaultSpecError as exc:
+            raise UsageError(str(exc)) from None
+        if spec.embedded.faults and spec.transport != "ws":
+            raise UsageError(f"--fault acts on chat.send over the WebSocket: it needs --transport ws, not {spec.transport}")
         return None
-    parts = urlsplit(spec.target)
+    try:
+        parts = urlsplit(spec.target)
+    except ValueError as exc:  # e.g. an unclosed [IPv6 bracket
+        raise UsageError(f"target {spec.target!r} is not a valid URL: {exc}") from None
     if parts.scheme not in ("ws", "wss", "http", "https"):
         raise UsageError(f"unsupported target {spec.target!r}: use 'embedded', ws://HOST:PORT or http(s)://HOST:PORT/PATH")
     if not parts.hostname:
         raise UsageError(f"target {spec.target!r} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise UsageError("the target URL must not carry credentials (user:password@): give the token with --token-file or --token-env")
     try:
         parts.port
     except ValueError:
@@ -272,8 +294,11 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
     ]
     if options.drop_queued:
         argv.append("--drop-queued")
+    for fault in options.faults:
+        argv += ["--fault", fault]
     env = {**os.environ, PROVIDER_KEY_ENV: provider_key}
-    gateway = ManagedProcess(argv, log_dir=run_dir, name="gateway", env=env, on_line=logs.feed_line)
+    gateway = ManagedProcess(argv, log_dir=run_dir, name="gateway", env=env, on_line=logs.feed_line,
+                             redact=Redactor([token, provider_key]))
     transport: Transport | None = None
     try:
         await gateway.start()
@@ -292,7 +317,8 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
                 profile=options.profile,
                 witness=True,
                 extra={"url": endpoint, "transport": spec.transport or "ws", "run_dir": str(run_dir),
-                       "teardown_ms": options.teardown_ms, "provider_latency_ms": options.latency_ms},
+                       "teardown_ms": options.teardown_ms, "provider_latency_ms": options.latency_ms,
+                       **({"faults": list(options.faults)} if options.faults else {})},
             ),
             witness=provider,
             secrets=[token, provider_key],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -14,6 +15,8 @@ import pytest
 
 from ocprobe import logwatch
 from ocprobe.logwatch import DEFAULT_PATTERNS, LogWatcher
+from ocprobe.process import ManagedProcess
+from ocprobe.secret import Redactor
 
 BUSY = "ReplyRunAlreadyActiveError"
 DRAIN = "followup queue drain failed"
@@ -309,7 +312,7 @@ def test_stop_without_start_is_harmless() -> None:
     run(check)
 
 
-def test_reads_are_bounded_per_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_poll_reads_in_chunks_and_catches_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(logwatch, "CHUNK", 16)
     log = tmp_path / "gw.log"
     log.touch()
@@ -317,14 +320,23 @@ def test_reads_are_bounded_per_poll(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     async def check() -> None:
         watcher = watching(str(log))
         await watcher.start()
-        append(log, f"{BUSY} a\n{BUSY} b\n")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        append(log, "".join(f"{BUSY} {n}\n" for n in range(50)) + f"{BUSY} c")
+        os.rename(log, tmp_path / "gw.log.1")  # drained to its end, the partial last line included
+        before = ticks
         await watcher.poll()
-        assert watcher.matches == []  # 16 bytes so far: not even one whole line
-        append(log, f"{BUSY} c")
-        os.rename(log, tmp_path / "gw.log.1")  # the rest is drained, a chunk per poll
-        for _ in range(10):
-            await watcher.poll()
-        assert [m.line for m in watcher.matches] == [f"{BUSY} a", f"{BUSY} b", f"{BUSY} c"]
+        task.cancel()
+        assert [m.line for m in watcher.matches] == [f"{BUSY} {n}" for n in range(50)] + [f"{BUSY} c"]
+        assert ticks - before > 50  # the event loop ran between the 16-byte chunks
         await watcher.stop()
 
     run(check)
@@ -342,3 +354,142 @@ def test_add_path_after_start_reads_a_new_file_from_its_first_line(tmp_path: Pat
         assert [m.line for m in watcher.matches] == ["boom 1", "boom 2"]
 
     asyncio.run(main())
+
+
+def test_truncated_then_regrown_past_the_old_offset_is_read_from_zero(tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    append(log, "short line before the probe\n")
+
+    async def check() -> None:
+        watcher = watching(str(log))
+        await watcher.start()
+        # copytruncate, and the writer already wrote more than there was before the next poll
+        log.write_bytes(f"{BUSY} first after truncation, a longer line than before\n{DRAIN} too\n".encode())
+        await watcher.poll()
+        await watcher.stop()
+        assert [m.line for m in watcher.matches] == [f"{BUSY} first after truncation, a longer line than before", f"{DRAIN} too"]
+
+    run(check)
+
+
+def test_deleted_and_recreated_larger_between_polls(tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    append(log, "old\n")
+
+    async def check() -> None:
+        watcher = watching(str(log))
+        await watcher.start()
+        log.unlink()
+        append(log, "x" * 100 + f"\n{BUSY} in the new file\n")
+        await watcher.poll()
+        await watcher.stop()
+        assert [m.line for m in watcher.matches] == [f"{BUSY} in the new file"]
+
+    run(check)
+
+
+def test_a_character_split_across_writes_is_decoded_whole(tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    log.touch()
+    line = f"{BUSY} für Sitzung ✓\n".encode()
+    cut = line.index("✓".encode()) + 1  # inside the three bytes of ✓
+
+    async def check() -> None:
+        watcher = watching(str(log))
+        await watcher.start()
+        append(log, line[:cut])
+        await watcher.poll()
+        append(log, line[cut:])
+        await watcher.poll()
+        await watcher.stop()
+        assert [m.line for m in watcher.matches] == [f"{BUSY} für Sitzung ✓"]
+
+    run(check)
+
+
+def test_latin1_log_and_hostile_json_lines(tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    log.touch()
+    deep = '{"time": ' + "[" * 100_000 + "]" * 100_000 + f', "m": "{BUSY}"}}'
+
+    async def check() -> None:
+        watcher = watching(str(log))
+        await watcher.start()
+        append(log, f"Sitzung für {BUSY}\n".encode("latin-1"))
+        append(log, deep + "\n")  # too deep for the JSON parser: matched with the time it was read
+        append(log, '{"time": 12, "m": "' + DRAIN + '"}\n')  # a time that is not a string
+        await watcher.poll()
+        await watcher.stop()
+        assert [m.pattern for m in watcher.matches] == [BUSY, BUSY, DRAIN]
+        assert watcher.matches[0].line == f"Sitzung f\ufffdr {BUSY}"
+
+    run(check)
+
+
+def test_a_burst_written_just_before_stop_is_read_whole(tmp_path: Path) -> None:
+    log = tmp_path / "gw.log"
+    log.touch()
+    filler = "quiet line " * 9 + "\n"
+
+    async def check() -> None:
+        watcher = LogWatcher(DEFAULT_PATTERNS, [str(log)], poll_interval=0.01)
+        await watcher.start()
+        with log.open("a") as f:
+            for n in range(60_000):  # about 6 MB: several chunks
+                f.write(f"{BUSY} {n}\n" if n % 1000 == 0 else filler)
+        await watcher.stop()
+        assert watcher.counts()[BUSY] == 60
+
+    run(check)
+
+
+def test_a_flooding_stderr_is_followed_without_loss_or_stall(tmp_path: Path) -> None:
+    """200k stderr lines and a 150 kB line from a real child process: every match counted, the copy
+    complete, the event loop never held up for long."""
+    script = (
+        "import sys\n"
+        "w = sys.stderr.write\n"
+        f"for n in range(200000): w('{BUSY} %d\\n' % n if n % 2000 == 0 else 'noise line %d\\n' % n)\n"
+        f"w('x' * 150000 + '{DRAIN}\\n')\n"
+        "w('no newline at the end')\n"
+    )
+
+    async def check() -> None:
+        watcher = LogWatcher(DEFAULT_PATTERNS, [])
+        process = ManagedProcess([sys.executable, "-c", script], log_dir=tmp_path, name="flood", on_line=watcher.feed_line)
+        lag = 0.0
+
+        async def ticker() -> None:
+            nonlocal lag
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.01)
+                lag = max(lag, time.monotonic() - before - 0.01)
+
+        task = asyncio.create_task(ticker())
+        await process.start()
+        assert await process.wait() == 0
+        task.cancel()
+        assert watcher.counts() == {BUSY: 100, DRAIN: 1}
+        assert lag < 0.5
+        copy = (tmp_path / "flood.stderr.log").read_bytes()
+        assert copy.count(b"\n") == 200_001 and copy.endswith(b"no newline at the end")
+
+    run(check)
+
+
+def test_a_child_printing_a_secret_leaves_it_out_of_the_copy(tmp_path: Path) -> None:
+    secret = "s3cr3t-token-" + "z" * 20
+    script = f"import sys; print('token is {secret}'); sys.stderr.buffer.write(b'bad \\xff bytes {secret}\\n')"
+
+    async def check() -> None:
+        lines: list[str] = []
+        process = ManagedProcess([sys.executable, "-c", script], log_dir=tmp_path, name="leaky",
+                                 on_line=lambda stream, line, at: lines.append(line), redact=Redactor([secret]))
+        await process.start()
+        assert await process.wait() == 0
+        assert sorted(lines) == ["bad \ufffd bytes ***", "token is ***"]
+        assert (tmp_path / "leaky.stdout.log").read_bytes() == b"token is ***\n"
+        assert (tmp_path / "leaky.stderr.log").read_bytes() == b"bad \xff bytes ***\n"
+
+    run(check)

@@ -9,7 +9,7 @@ import sys
 import typer
 
 from ocprobe import __version__
-from ocprobe.cli import compare, concurrent, gateway, openclaw, sequential, sweep
+from ocprobe.cli import compare, concurrent, gateway, openclaw, parity, scenarios, sequential, sweep
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 pass (every call real, or with --gate every gate passes), 1 fail, "
@@ -43,6 +43,9 @@ app.command("sequential", help=f"Send N chat turns one after another to one sess
 app.command("concurrent", help=f"Send N chat turns in parallel: -c workers (or --rate arrivals per second) over --sessions K session keys. {EXIT_CODES_HELP}")(concurrent.concurrent)
 app.command("sweep", help="Run the sequential probe over --gaps (or --teardowns-ms, --latencies-ms) with --repeat runs per point: failure rate with 95% Wilson intervals, the race window, a chart and --plot. Exit codes: 0 no point failed, 1 some point failed, 2 usage error, 130 interrupted.")(sweep.sweep)
 app.command("compare", help="Compare results files or targets side by side with statistics (Fisher's exact test on failures, Mann-Whitney U on round trips).")(compare.compare)
+app.command("run", help="Run a scenario file (TOML): target, transport, probe or steps, logs and gates kept together. --check only checks it.")(scenarios.run)
+app.add_typer(scenarios.app, name="scenarios")
+app.command("parity", help="Run one sequential probe over two transports of one gateway (default: the embedded one over ws and relay) and show where their outcome sequences differ.")(parity.parity)
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(openclaw.app, name="openclaw")
 
@@ -55,11 +58,20 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # click's (typer vendors click): a bad option or value
+        message = exc.format_message()
+        if "\n" in message.strip():  # no command given: the message is the help itself
+            typer.echo(message, err=True)
+        else:  # one line, like every other refusal
+            ctx = getattr(exc, "ctx", None)
+            typer.echo(f"error: {message}" + (f" (see '{ctx.command_path} --help')" if ctx else ""), err=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     except Exception as exc:  # a bug must still end in one line, not a traceback (OCPROBE_DEBUG=1 shows it)
         if os.environ.get("OCPROBE_DEBUG"):
             raise
         typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (set OCPROBE_DEBUG=1 for a traceback)", err=True)
         sys.exit(2)
+    sys.exit(code or 0)

@@ -26,7 +26,7 @@ def report_writer(output: Output, directory: Path | None) -> Callable[[], None] 
         from ocprobe.reports import ReportInput, write_report_bundle  # only commands with --report pay for it
 
         outcome = output.outcome
-        if outcome is None:
+        if outcome is None or not outcome.runs:  # cut short before a run began: nothing to report
             return
         environment = {
             "ocprobe": __version__,

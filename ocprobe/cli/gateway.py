@@ -8,12 +8,14 @@ import secrets
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 import typer
 
 from ocprobe.cli.common import execute, make_output
-from ocprobe.cli.options import Profile, QueueMode
+from ocprobe.cli.options import Fault, Profile, QueueMode
 from ocprobe.errors import UsageError
+from ocprobe.reference.faults import FaultSpecError, parse_faults
 from ocprobe.reference.gateway import DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, GatewayConfig
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
 from ocprobe.reference.serve import ServeInfo, serve as serve_gateway
@@ -38,6 +40,7 @@ def serve(
     token_file: Optional[Path] = typer.Option(None, "--token-file", help=f"Token file (default: ${DEFAULT_TOKEN_ENV}, else a new token written to a file)."),
     log_file: Optional[Path] = typer.Option(None, "--log-file", help="Error log file (JSON lines)."),
     json_out: bool = typer.Option(False, "--json", help="Print the ready line as JSON."),
+    fault: Fault = [],
 ) -> None:
     output = make_output("-" if json_out else None, False)
 
@@ -48,20 +51,44 @@ def serve(
                             ("--debounce-ms", debounce_ms), ("--latency-ms", latency_ms), ("--jitter-ms", jitter_ms)):
             if not 0 <= value <= 600_000:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
+        try:
+            faults = parse_faults(fault)
+        except FaultSpecError as exc:
+            raise UsageError(str(exc)) from None
+        if provider_url is not None and not _is_http_url(provider_url):
+            raise UsageError(f"--provider-url {provider_url!r} is not an http(s)://HOST[:PORT]/PATH URL")
+        if log_file is not None:
+            _writable(log_file)  # a bad path is refused before a token file is written
         token, shown_file = _gateway_token(token_file)
-        state = cache_dir() / "gateway"
+        log_path = log_file or _writable(cache_dir() / "gateway" / "gateway-error.log")
         config = GatewayConfig(
             token=token, provider_url=provider_url or "", profile=profile.value, teardown_ms=teardown_ms,
             queued_ack_ms=queued_ack_ms, debounce_ms=debounce_ms, drop_queued=drop_queued, queue_mode=queue_mode.value, port=port,
             provider_api_key=os.environ.get(PROVIDER_KEY_ENV) or secrets.token_hex(16),
-            log_file=log_file or (state / "gateway-error.log"),
+            log_file=log_path, faults=faults,
         )
-        config.log_file.parent.mkdir(parents=True, exist_ok=True)
         output.redact.add(token)
         asyncio.run(serve_gateway(config, provider_port=provider_port, latency_ms=latency_ms, jitter_ms=jitter_ms,
                                   token_file=shown_file, on_ready=lambda info: _ready(output, info)))
 
     execute(output, run)
+
+
+def _writable(path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("a").close()
+    except OSError as exc:
+        raise UsageError(f"cannot write --log-file {path}: {exc.strerror}") from None
+    return path
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port is None or parts.port > 0)
+    except ValueError:  # a bad port or an unclosed [IPv6 bracket
+        return False
 
 
 def _gateway_token(token_file: Path | None) -> tuple[str, Path | None]:
@@ -86,6 +113,7 @@ def _ready(output, info: ServeInfo) -> None:  # type: ignore[no-untyped-def]
         f"  provider   {info.provider_url}" + (f"  (witness: {info.witness_url})" if info.witness_url else "") + "\n"
         f"  auth       {token}\n"
         f"  error log  {info.log_file} (and this process's stderr)\n"
+        + (f"  faults     {' '.join(info.faults)}\n" if info.faults else "") +
         "Ctrl-C stops it."
     )
     output.data(record, human)

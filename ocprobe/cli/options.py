@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ocprobe.reference.faults import describe_faults
 from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
 from ocprobe.reference.provider import DEFAULT_LATENCY_MS
 from ocprobe.targets import EmbeddedOptions, OpenClawOptions, TargetSpec
@@ -37,7 +38,7 @@ class QueueMode(str, Enum):
 
 
 # What a call is.
-SessionKey = Annotated[str, typer.Option("--session-key", help="Session key (base key for commands that use several).")]
+SessionKey = Annotated[str, typer.Option("--session-key", help="Session key (base key for commands that use several); 'auto' picks a fresh one. ocprobe warns when the session already has history: turns still queued there would poison the probe.")]
 Message = Annotated[str, typer.Option("--message", help="Message template; {i} is the call number, {nonce} the token the reply must carry.")]
 Wait = Annotated[WaitMode, typer.Option("--wait", help="What ends a call: the final chat event, or agent.wait after it.")]
 Timeout = Annotated[float, typer.Option("--timeout", help="Seconds a call may take before it is a timeout.")]
@@ -63,6 +64,7 @@ JitterMs = Annotated[float, typer.Option("--jitter-ms", help="Embedded provider:
 DropQueued = Annotated[bool, typer.Option("--drop-queued", help="Embedded gateway drops queued turns instead of running them late.")]
 QueueModeOption = Annotated[QueueMode, typer.Option("--queue-mode", help="Embedded gateway follow-up queue: steer (one run per queued turn, 5.3) or collect (one run for all, 4.26).")]
 OpenClawConfig = Annotated[Optional[Path], typer.Option("--openclaw-config", help="openclaw@VERSION: JSON5 config fragment (agents, queue mode, plugins) merged over the generated config.")]
+Fault = Annotated[list[str], typer.Option("--fault", metavar="NAME:every=N|rate=P[,seed=S][,OPTION=V]", help=f"Embedded gateway misbehaves on chosen chat.send calls (repeatable; the first listed wins a call several hit): {describe_faults()}.")]
 KeepGateway = Annotated[bool, typer.Option("--keep-gateway", help="openclaw@VERSION: leave the gateway running after the probe (until Ctrl-C) and print its URL, token file and logs.")]
 
 # What is watched, judged and written.
@@ -89,7 +91,7 @@ def target_spec(params: Mapping[str, Any]) -> TargetSpec:
                                  teardown_ms=get("teardown_ms", DEFAULT_TEARDOWN_MS),
                                  latency_ms=DEFAULT_LATENCY_MS if latency_ms is None else latency_ms,
                                  jitter_ms=get("jitter_ms", 0.0), drop_queued=get("drop_queued", False),
-                                 queue_mode=get("queue_mode", QueueMode.steer).value),
+                                 queue_mode=get("queue_mode", QueueMode.steer).value, faults=tuple(get("fault", ()))),
         openclaw=OpenClawOptions(config_fragment=get("openclaw_config"), keep_gateway=get("keep_gateway", False),
                                  **({} if latency_ms is None else {"latency_ms": latency_ms})),
         transport=transport.value if transport else None, relay_body=get("relay_body"),

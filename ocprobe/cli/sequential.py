@@ -33,6 +33,7 @@ def sequential(
     jitter_ms: o.JitterMs = 0.0,
     drop_queued: o.DropQueued = False,
     queue_mode: o.QueueModeOption = o.QueueMode.steer,
+    fault: o.Fault = [],
     openclaw_config: o.OpenClawConfig = None,
     keep_gateway: o.KeepGateway = False,
     token_env: o.TokenEnv = DEFAULT_TOKEN_ENV,

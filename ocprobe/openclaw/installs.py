@@ -66,6 +66,11 @@ class Install:
     installed_at: float  # epoch seconds
     last_used_at: float
 
+    @property
+    def package_dir(self) -> Path:
+        """The installed package itself: its package.json and CHANGELOG.md."""
+        return self.prefix / "node_modules" / PACKAGE
+
     def command(self, *args: str) -> list[str]:
         """argv running this OpenClaw on its own Node (the bin's shebang would pick the PATH's node)."""
         return [str(self.node_bin), str(self.openclaw_bin), *args]

@@ -18,13 +18,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ocprobe.engine import LATE_START_MS, ConcurrencyStats, ConcurrentCallRecord, ConcurrentResult
+from ocprobe.engine import LATE_START_MS, ConcurrencyStats, ConcurrentCallRecord, ConcurrentResult, ScriptCallRecord
+from ocprobe.classify import sequence_strip
 from ocprobe.gates import GateResult
-from ocprobe.models import CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
+from ocprobe.models import RESULTS_SCHEMA_VERSION, CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
+from ocprobe.parity import ParityResult
 from ocprobe.runner import ProbeOutcome
+from ocprobe.secret import Redactor
 from ocprobe.sweep import PARAMETERS, SweepPoint, SweepResult
 
-REDACTED = "***"
 CLASS_STYLE = {
     CallClass.REAL: "green",
     CallClass.FAST_FAIL: "bold red",
@@ -41,27 +43,6 @@ class Mode(str, Enum):
     HUMAN = "human"
     JSON = "json"  # JSON lines on stdout, nothing else there
     QUIET = "quiet"  # the summary line only
-
-
-class Redactor:
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        # Short strings would redact ordinary words; real tokens and keys are long.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 8 and secret not in self._secrets:
-            self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self._secrets:
-                value = value.replace(secret, REDACTED)
-            return value
-        if isinstance(value, dict):
-            return {k: self(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self(v) for v in value]
-        return value
 
 
 class JsonLinesFile:
@@ -135,7 +116,8 @@ class Output:
     def probe_started(self, target: TargetInfo, calls: int, secrets: Iterable[str] = ()) -> None:
         for secret in secrets:
             self.redact.add(secret)
-        self._record({"record": "start", "target": target_json(target), "calls": calls})
+        self._record({"record": "start", "schema_version": RESULTS_SCHEMA_VERSION, "target": target_json(target),
+                      "calls": calls})
         self.info(f"probing {describe_target(target)}: {calls} calls")
 
     def call_finished(self, record: CallRecord) -> None:
@@ -146,6 +128,8 @@ class Output:
             line.append(f" {record.latency_ms:8.0f} ms")
             if isinstance(record, ConcurrentCallRecord) and (record.start_delay_ms or 0) > LATE_START_MS:
                 line.append(f"  (started {record.start_delay_ms:.0f} ms late)", style="yellow")
+            if isinstance(record, ScriptCallRecord) and not record.met:
+                line.append(f"  (step {record.step} expected {' or '.join(record.expect)})", style="yellow")
             self.err_console.print(line)
 
     def run_finished(self, result: ProbeResult) -> None:
@@ -169,7 +153,7 @@ class Output:
             run_summary["concurrency"] = concurrency.to_json()
         self._record(run_summary)
         if self.mode is Mode.HUMAN:
-            self.console.print(self.redact_renderable(render_table(result)))
+            self.console.print(render_table(self.redact(result)))  # before excerpts cut a secret short
             for line in render_summary(result.summary, result.log_matches, len(result.unattributed_finals)):
                 self.console.print(self.redact_renderable(line))
             for line in render_concurrency(concurrency) if concurrency is not None else []:
@@ -179,6 +163,7 @@ class Output:
         self.outcome = outcome
         summary = outcome.pooled.to_json()
         summary.update(
+            schema_version=RESULTS_SCHEMA_VERSION,
             target=target_json(outcome.target),
             runs=len(outcome.runs),
             gates=[gate_json(g) for g in outcome.gates],
@@ -187,6 +172,8 @@ class Output:
         )
         if outcome.concurrency is not None:
             summary["concurrency"] = outcome.concurrency.to_json()
+        if outcome.expectations is not None:
+            summary["expectations"] = {"met": outcome.expectations[0], "judged": outcome.expectations[1]}
         self._record(summary)
         if self._json_file:
             self._json_file.close()
@@ -228,6 +215,33 @@ class Output:
         if self.mode is not Mode.JSON:
             style = "bold green" if result.exit_code == 0 else "bold red"
             self.console.print(Text(self.redact(sweep_verdict_line(result)), style=style if self.mode is Mode.HUMAN else ""))
+
+    # -- parity ------------------------------------------------------------------------------
+    def parity_finished(self, result: ParityResult) -> None:
+        a, b = result.transports
+        differences = result.differences
+        self._record({"record": "parity", "transports": [a, b], "target": target_json(result.target),
+                      "summaries": [r.summary.to_json() for r in result.runs],
+                      "differences": [{"index": i, a: x, b: y} for i, x, y in differences],
+                      "exit_code": result.exit_code})
+        if self._json_file:
+            self._json_file.close()
+        if self.mode is Mode.HUMAN:
+            for name, run in zip((a, b), result.runs):
+                self.console.print(Text(f"{name:<8} {sequence_strip([r.passed for r in run.records])}  "
+                                        f"({run.summary.pattern}, {run.summary.counts.get('real', 0)}/{run.summary.calls} real)"))
+            if differences:
+                table = Table(title=f"calls where {a} and {b} differ", title_justify="left")
+                for column in ("call", a, b):
+                    table.add_column(column)
+                for index, x, y in differences:
+                    table.add_row(str(index), Text(x, style=CLASS_STYLE[CallClass(x)]), Text(y, style=CLASS_STYLE[CallClass(y)]))
+                self.console.print(table)
+        if self.mode is not Mode.JSON:
+            line = (f"SAME: {a} and {b} gave every one of {len(result.runs[0].records)} calls the same class" if not differences
+                    else f"DIFFERENT: {len(differences)}/{len(result.runs[0].records)} calls differ between {a} and {b}")
+            style = "bold green" if not differences else "bold red"
+            self.console.print(Text(line, style=style if self.mode is Mode.HUMAN else ""))
 
     def redact_renderable(self, renderable: Any) -> Any:
         if isinstance(renderable, Text):
@@ -403,4 +417,6 @@ def verdict_line(outcome: ProbeOutcome) -> str:
     if outcome.gate_status is not None:
         passed = sum(1 for g in outcome.gates if g.status == "pass")
         line += f", gates {passed}/{len(outcome.gates)} pass"
+    if outcome.expectations is not None:
+        line += f", expectations {outcome.expectations[0]}/{outcome.expectations[1]} met"
     return line

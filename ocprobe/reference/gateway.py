@@ -16,7 +16,6 @@ cleared relative to the ``final``:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import itertools
 import json
 import secrets
@@ -33,6 +32,8 @@ import httpx
 from aiohttp import WSMsgType, web
 
 from ocprobe import __version__
+from ocprobe.reference.faults import FaultInjector, FaultSpec
+from ocprobe.secret import same_secret
 
 PROFILES = ("healthy", "reply-run-race")
 QUEUE_MODES = ("steer", "collect")
@@ -61,8 +62,11 @@ class GatewayConfig:
     log_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 0
+    faults: tuple[FaultSpec, ...] = ()  # hostile behaviour on chosen chat.send calls (see faults.py)
 
     def __post_init__(self) -> None:
+        if self.host != "127.0.0.1":
+            raise ValueError(f"the reference gateway listens on 127.0.0.1 only, not {self.host!r}")
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
         if self.queue_mode not in QUEUE_MODES:
@@ -127,27 +131,38 @@ class GatewayLog:
 
 
 class Client:
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
+        self.transport = transport
         self.seq = itertools.count(1)
 
     async def send(self, frame: dict[str, Any]) -> None:
+        await self.send_raw(json.dumps(frame))
+
+    async def send_raw(self, data: str | bytes) -> None:
         if not self.ws.closed:
             try:
-                await self.ws.send_str(json.dumps(frame))
+                await (self.ws.send_str(data) if isinstance(data, str) else self.ws.send_bytes(data))
             except (ConnectionError, RuntimeError):
                 pass  # the client went away; its connection handler cleans up
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a WebSocket close, as a network failure does."""
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class ReferenceGateway:
     def __init__(self, config: GatewayConfig, *, log: GatewayLog | None = None) -> None:
         self.config = config
         self.log = log or GatewayLog(config.log_file)
+        self.faults = FaultInjector(config.faults, self.log)
         self.sessions: dict[str, Session] = {}
         self.runs: dict[str, Run] = {}
         self.clients: set[Client] = set()
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False  # a drain cancelled by stop() must not schedule another
         self._final_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._http: httpx.AsyncClient | None = None
         self._runner: web.AppRunner | None = None
@@ -189,6 +204,7 @@ class ReferenceGateway:
                 if not waiter.done():
                     waiter.set_result({"state": "aborted"})
         self._final_waiters.clear()
+        self._stopping = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -216,7 +232,7 @@ class ReferenceGateway:
         return web.json_response({"ready": True, "uptimeMs": int((time.time() - self.started_at) * 1000)})
 
     def _token_ok(self, presented: str | None) -> bool:
-        return presented is not None and hmac.compare_digest(presented.encode(), self.config.token.encode())
+        return presented is not None and same_secret(presented, self.config.token)
 
     async def _relay_chat_send(self, request: web.Request) -> web.Response:
         """``POST /chat.send``: the HTTP relay in front of ``chat.send`` that the #77485 reporter used."""
@@ -321,7 +337,9 @@ class ReferenceGateway:
         if not ws.can_prepare(request).ok:
             return web.Response(text="ocprobe reference gateway: WebSocket endpoint\n")
         await ws.prepare(request)
-        client = Client(ws)
+        if await self.faults.stall_handshake(ws):
+            return ws
+        client = Client(ws, request.transport)
         await client.send({"type": "event", "event": "connect.challenge",
                            "payload": {"nonce": secrets.token_hex(16), "ts": int(time.time() * 1000)}})
         try:
@@ -363,7 +381,7 @@ class ReferenceGateway:
         if token is None:
             await self._refuse(client, req_id, "NOT_PAIRED", "device identity required", {"code": "DEVICE_IDENTITY_REQUIRED"})
             return False
-        if not self._token_ok(token):
+        if not self._token_ok(token) or self.faults.refuse_connect():
             await self._refuse(client, req_id, "INVALID_REQUEST",
                                "unauthorized: gateway token mismatch (provide gateway auth token)",
                                {"code": "AUTH_TOKEN_MISMATCH", "authReason": "token_mismatch",
@@ -385,7 +403,7 @@ class ReferenceGateway:
             "server": {"version": self.version, "connId": uuid.uuid4().hex},
             "features": {"methods": list(METHODS), "events": list(EVENTS)},
             "snapshot": {"uptimeMs": int((time.time() - self.started_at) * 1000)},
-            "policy": {"maxPayload": MAX_PAYLOAD, "maxBufferedBytes": MAX_PAYLOAD * 2,
+            "policy": {"maxPayload": self.faults.max_payload(MAX_PAYLOAD), "maxBufferedBytes": MAX_PAYLOAD * 2,
                        "tickIntervalMs": self.config.tick_interval_ms},
         }
 
@@ -403,19 +421,24 @@ class ReferenceGateway:
         if handler is None:
             await client.send(_error(req_id, "INVALID_REQUEST", f"unknown method: {method}"))
             return
+        fault = self.faults.pick() if method == "chat.send" else None
         # agent.wait blocks: run it aside so the connection keeps reading
         if method == "agent.wait":
             self._spawn(self._answer(client, req_id, handler, params))
+        elif fault is not None:
+            await self.faults.chat_send(fault, client, req_id, params, lambda: self._response(req_id, handler, params), self.runs)
         else:
             await self._answer(client, req_id, handler, params)
 
     async def _answer(self, client: Client, req_id: Any, handler: Any, params: dict[str, Any]) -> None:
+        await client.send(await self._response(req_id, handler, params))
+
+    async def _response(self, req_id: Any, handler: Any, params: dict[str, Any]) -> dict[str, Any]:
         try:
             payload = await handler(params)
         except RequestError as exc:
-            await client.send(_error(req_id, "INVALID_REQUEST", str(exc)))
-            return
-        await client.send({"type": "res", "id": req_id, "ok": True, "payload": payload})
+            return _error(req_id, "INVALID_REQUEST", str(exc))
+        return {"type": "res", "id": req_id, "ok": True, "payload": payload}
 
     async def _m_chat_send(self, params: dict[str, Any]) -> dict[str, Any]:
         for name in ("sessionKey", "message", "idempotencyKey"):
@@ -471,7 +494,8 @@ class ReferenceGateway:
             for waiter in self._final_waiters.pop(run.run_id, []):
                 if not waiter.done():
                     waiter.set_result(payload)
-        await self.broadcast("chat", payload)
+        for sent in await self.faults.chat_events(payload):
+            await self.broadcast("chat", sent)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -491,6 +515,8 @@ class ReferenceGateway:
         session = self.session(key)
         run = self.runs[run_id] = Run(run_id=run_id, session_key=key)
         if session.guard is None:
+            # Taken now, not when the task first runs: a second send in the same tick must find it set.
+            self._acquire_guard(session, run.run_id)
             self._spawn(self._run_turn(session, run, message))
             return
         # Busy (a run, or its post-reply teardown, holds the guard): the real gateway enqueues a
@@ -547,6 +573,7 @@ class ReferenceGateway:
 
     async def _call_provider(self, session: Session, run: Run, message: str) -> str:
         assert self._http is not None
+        await self.faults.before_provider(run.run_id)
         stamp = datetime.now(timezone.utc).strftime("[%a %Y-%m-%d %H:%M UTC] ")
         messages = [{"role": "system", "content": "You are the ocprobe reference agent."}]
         messages += [{"role": m["role"], "content": m["text"]} for m in session.history]
@@ -572,7 +599,7 @@ class ReferenceGateway:
         return text
 
     def _schedule_drain(self, session: Session) -> None:
-        if not session.draining and session.queue:
+        if not session.draining and session.queue and not self._stopping:
             session.draining = True
             self._spawn(self._drain(session))
 

@@ -8,17 +8,18 @@ gateway reports.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import random
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from ocprobe.models import WitnessRequest
+from ocprobe.secret import same_secret
 
 NONCE_PATTERN = r"ok-\d+-[0-9a-z]+"
 # Long enough that the race profile's drain retries land inside real runs, as with a real LLM.
@@ -60,6 +61,8 @@ class ReferenceProvider:
         seed: int | None = None,
         nonce_pattern: str = NONCE_PATTERN,
     ) -> None:
+        if host != "127.0.0.1":
+            raise ValueError(f"the reference provider listens on 127.0.0.1 only, not {host!r}")
         self._latency_ms = latency_ms
         self._jitter_ms = jitter_ms
         self._host = host
@@ -112,18 +115,16 @@ class ReferenceProvider:
         return f"http://{self._host}:{self.port}/v1"
 
     @property
-    def requests(self) -> list[WitnessRequest]:
-        return list(self._record)
-
-    def requests_with_nonce(self, nonce: str) -> list[WitnessRequest]:
-        return [r for r in self._record if nonce in r.nonces]
+    def requests(self) -> Sequence[WitnessRequest]:
+        """The record itself, read-only by contract: a copy per call made long probes quadratic."""
+        return self._record
 
     def _authorized(self, request: web.Request) -> bool:
         if self._api_key is None:
             return True
         given = request.headers.get("Authorization", "")
         # Constant-time comparison: the key is a secret even on loopback.
-        return hmac.compare_digest(given.encode(), f"Bearer {self._api_key}".encode())
+        return same_secret(given, f"Bearer {self._api_key}")
 
     def _find_nonces(self, messages: list[Any]) -> tuple[str, ...]:
         """Nonces in the user messages of the current turn, i.e. after the last assistant message.

@@ -23,6 +23,7 @@ class ServeInfo:
     log_file: Path | None
     profile: str
     pid: int
+    faults: list[str]  # the injected faults, as --fault specs with their defaults
 
 
 async def serve(
@@ -57,6 +58,7 @@ async def serve(
                 log_file=config.log_file,
                 profile=config.profile,
                 pid=os.getpid(),
+                faults=[spec.text() for spec in config.faults],
             )
         )
         await stop.wait()

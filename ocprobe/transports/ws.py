@@ -1,4 +1,9 @@
-"""The OpenClaw gateway WebSocket protocol (v3), as a client: handshake, ``chat.send`` and ``chat`` events."""
+"""The OpenClaw gateway WebSocket protocol (v3), as a client: handshake, ``chat.send`` and ``chat`` events.
+
+A gateway may misbehave in any way (see ``ocprobe.reference.faults``): frames that are not JSON, or of
+the wrong shape, are skipped; a frame above the negotiated ``maxPayload`` closes the connection; a dead
+socket fails the calls in flight and is re-established, with a bounded backoff, by the next call.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,16 @@ import itertools
 import json
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
 
 from ocprobe import __version__
-from ocprobe.errors import AuthFailed, ProtocolError, TargetUnreachable
+from ocprobe.errors import AuthFailed, OcprobeError, ProtocolError, TargetUnreachable
 from ocprobe.models import ChatEvent, ChatOutcome
 from ocprobe.transports.base import Transport
 
@@ -24,10 +31,73 @@ TERMINAL_STATES = ("final", "error", "aborted")
 CLIENT_ID = "gateway-client"
 CLIENT_MODE = "backend"
 AUTH_ERROR_CODES = {"AUTH_TOKEN_MISMATCH", "AUTH_TOKEN_MISSING", "DEVICE_IDENTITY_REQUIRED", "NOT_PAIRED", "UNAUTHORIZED"}
+# Re-establishing a dead connection: the first retry at once, then waits doubling from 0.1 s up to 2 s,
+# for at most this long before the run ends.
+RECONNECT_BUDGET = 5.0
+RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.1, 2.0
+# A gateway that does not answer a close frame does not hold up the next connection for long.
+CLOSE_TIMEOUT = 1.0
+# Run ids whose terminal event was seen, kept to drop a duplicate final instead of taking it for a late one.
+FINISHED_KEPT = 4096
 
 
 class ConnectionLost(Exception):
     pass
+
+
+def decode_frame(raw: str | bytes) -> dict[str, Any] | None:
+    """The protocol frame in one WebSocket message, or None for anything that is not one: a binary
+    frame, text that is not JSON (or nested too deep to parse), JSON that is not an object."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        frame = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return frame if isinstance(frame, dict) else None
+
+
+@dataclass(frozen=True)
+class ChatUpdate:
+    """The fields of a ``chat`` event a client uses, each of its proper type or empty."""
+
+    run_id: str
+    session_key: str
+    state: str
+    text: str
+    error_message: str | None
+    error_kind: str | None
+
+
+def parse_chat_event(frame: dict[str, Any]) -> ChatUpdate | None:
+    """A ``chat`` event's update, or None when the frame is no chat event with a runId."""
+    if frame.get("type") != "event" or frame.get("event") != "chat":
+        return None
+    payload = frame.get("payload")
+    if not isinstance(payload, dict) or not isinstance(payload.get("runId"), str) or not payload["runId"]:
+        return None
+    return ChatUpdate(
+        run_id=payload["runId"],
+        session_key=_str(payload.get("sessionKey")) or "",
+        state=_str(payload.get("state")) or "",
+        text=message_text(payload.get("message")),
+        error_message=_str(payload.get("errorMessage")),
+        error_kind=_str(payload.get("errorKind")),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def max_payload(hello: dict[str, Any]) -> int | None:
+    """``policy.maxPayload`` of a hello-ok, when it is a positive integer."""
+    value = _obj(hello.get("policy")).get("maxPayload")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def message_text(message: Any) -> str:
@@ -53,6 +123,7 @@ class _Run:
     ended_at: float = 0.0
     error_message: str | None = None
     error_kind: str | None = None
+    lost: str | None = None  # why the connection died under the run
     seen: list[str] = field(default_factory=list)
 
 
@@ -64,18 +135,24 @@ class OpenClawWsTransport(Transport):
         *,
         connect_timeout: float = 10.0,
         startup_retry_budget: float = 60.0,
+        reconnect_budget: float = RECONNECT_BUDGET,
     ) -> None:
         self.url = url
         self._token = token
         self._connect_timeout = connect_timeout
         self._startup_retry_budget = startup_retry_budget
+        self._reconnect_budget = reconnect_budget
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Lock | None = None  # made in the running loop, on first use
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._runs: dict[str, _Run] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._foreign: list[ChatEvent] = []
         self._ids = itertools.count(1)
         self.hello: dict[str, Any] = {}
+        self.reconnects = 0  # connections re-established after one died
+        self._connected = False  # a handshake has succeeded once: later refusals may be passing
 
     # -- connection -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -98,6 +175,7 @@ class OpenClawWsTransport(Transport):
                 open_timeout=self._connect_timeout,
                 max_size=None,
                 compression=None,
+                close_timeout=CLOSE_TIMEOUT,
                 user_agent_header=f"ocprobe/{__version__}",
             )
         except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake) as exc:
@@ -119,19 +197,21 @@ class OpenClawWsTransport(Transport):
             raise ProtocolError(f"{self.url}: expected the connect response, got {_brief(res)}")
         if not res.get("ok"):
             await ws.close()
-            error = res.get("error") or {}
-            details = error.get("details") or {}
-            if error.get("code") == "UNAVAILABLE" and error.get("retryAfterMs") is not None:
-                return max(0.05, float(error["retryAfterMs"]) / 1000.0)
-            detail_code = details.get("code") or error.get("code")
-            text = f"{self.url}: gateway refused the connection: {error.get('message', 'unknown error')} ({detail_code})"
-            if detail_code in AUTH_ERROR_CODES or "unauthorized" in str(error.get("message", "")).lower():
+            error = _obj(res.get("error"))
+            retry_after = error.get("retryAfterMs")
+            if error.get("code") == "UNAVAILABLE" and isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool):
+                return min(max(0.05, retry_after / 1000.0), self._startup_retry_budget)
+            detail_code = _oneline(_str(_obj(error.get("details")).get("code")) or _str(error.get("code")) or "", 60) or None
+            message = _oneline(_str(error.get("message")) or "unknown error")
+            text = f"{self.url}: gateway refused the connection: {message} ({detail_code})"
+            if detail_code in AUTH_ERROR_CODES or "unauthorized" in message.lower():
                 raise AuthFailed(text)
             raise TargetUnreachable(text)
-        self.hello = res.get("payload") or {}
-        self.server_version = (self.hello.get("server") or {}).get("version")
+        self.hello = _obj(res.get("payload"))
+        self.server_version = _str(_obj(self.hello.get("server")).get("version"))
         self._ws = ws
         self._reader = asyncio.create_task(self._read_loop(ws))
+        self._connected = True
         return None
 
     def _connect_frame(self) -> dict[str, Any]:
@@ -151,18 +231,15 @@ class OpenClawWsTransport(Transport):
             raw = await asyncio.wait_for(ws.recv(), self._connect_timeout)
         except asyncio.TimeoutError:
             raise TargetUnreachable(f"{self.url}: no {what} within {self._connect_timeout:.0f}s") from None
-        try:
-            frame = json.loads(raw)
-        except (TypeError, ValueError):
-            raise ProtocolError(f"{self.url}: {what} is not JSON") from None
-        if not isinstance(frame, dict):
+        frame = decode_frame(raw)
+        if frame is None:
             raise ProtocolError(f"{self.url}: {what} is not a JSON object")
         return frame
 
     def _closed_during_handshake(self, exc: websockets.exceptions.ConnectionClosed) -> Exception:
         rcvd = exc.rcvd
         if rcvd is not None and rcvd.code == 1008:
-            return AuthFailed(f"{self.url}: gateway closed the connection (policy violation: {rcvd.reason or 'unauthorized'})")
+            return AuthFailed(f"{self.url}: gateway closed the connection (policy violation: {_oneline(rcvd.reason) or 'unauthorized'})")
         return TargetUnreachable(f"{self.url}: connection closed during the handshake")
 
     async def close(self) -> None:
@@ -175,53 +252,58 @@ class OpenClawWsTransport(Transport):
 
     # -- frames -----------------------------------------------------------------------------
     async def _read_loop(self, ws: ClientConnection) -> None:
+        reason = "connection closed by the gateway"
+        limit = max_payload(self.hello)
         try:
             async for raw in ws:
                 received_perf, received_at = time.perf_counter(), time.time()
-                try:
-                    frame = json.loads(raw)
-                except (TypeError, ValueError):
-                    continue  # a binary or non-JSON frame is not the protocol: skip it
-                if isinstance(frame, dict):
+                size = len(raw.encode()) if isinstance(raw, str) else len(raw)
+                if limit is not None and size > limit:
+                    # What a WebSocket peer does with a message above its limit (1009): the socket is
+                    # no longer trusted; the next call reconnects.
+                    reason = f"the gateway sent a frame of {size} bytes, above its maxPayload of {limit}"
+                    self._fail_pending(ConnectionLost(reason))  # now, not after the close handshake
+                    await ws.close(1009, "message too big")
+                    break
+                frame = decode_frame(raw)
+                if frame is not None:  # anything else is not the protocol: skipped
                     self._dispatch(frame, received_perf, received_at)
         except websockets.exceptions.ConnectionClosed:
             pass
         finally:
-            self._fail_pending(ConnectionLost("connection closed by the gateway"))
+            self._fail_pending(ConnectionLost(reason))
 
     def _dispatch(self, frame: dict[str, Any], received_perf: float, received_at: float) -> None:
-        kind = frame.get("type")
-        if kind == "res":
-            future = self._pending.pop(str(frame.get("id")), None)
+        if frame.get("type") == "res" and isinstance(frame.get("id"), str):
+            future = self._pending.pop(frame["id"], None)
             if future is not None and not future.done():
                 future.set_result(frame)
-        elif kind == "event" and frame.get("event") == "chat":
-            payload = frame.get("payload")
-            if isinstance(payload, dict):
-                self._on_chat(payload, received_perf, received_at)
+            return
+        update = parse_chat_event(frame)
+        if update is not None:
+            self._on_chat(update, received_perf, received_at)
 
-    def _on_chat(self, payload: dict[str, Any], received_perf: float, received_at: float) -> None:
-        run_id = str(payload.get("runId", ""))
-        state = str(payload.get("state", ""))
-        text = message_text(payload.get("message"))
-        run = self._runs.get(run_id)
+    def _on_chat(self, update: ChatUpdate, received_perf: float, received_at: float) -> None:
+        terminal = update.state in TERMINAL_STATES
+        run = self._runs.get(update.run_id)
         if run is None:
-            if state in TERMINAL_STATES:
-                self._foreign.append(
-                    ChatEvent(run_id=run_id, session_key=str(payload.get("sessionKey", "")), state=state, text=text, at=received_at)
-                )
+            if terminal and update.run_id not in self._finished:  # a repeated final is no late reply
+                self._foreign.append(ChatEvent(run_id=update.run_id, session_key=update.session_key,
+                                               state=update.state, text=update.text, at=received_at))
             return
         if run.done.done():
             return  # a duplicate terminal event: the first one decided
-        run.seen.append(state)
-        if text:
-            run.text = text  # a delta carries the whole text so far
-        if state in TERMINAL_STATES:
-            run.state = state
+        run.seen.append(update.state)
+        if update.text:
+            run.text = update.text  # a delta carries the whole text so far
+        if terminal:
+            run.state = update.state
             run.ended_perf, run.ended_at = received_perf, received_at
-            run.error_message = payload.get("errorMessage")
-            run.error_kind = payload.get("errorKind")
+            run.error_message, run.error_kind = update.error_message, update.error_kind
             run.done.set_result(None)
+            self._finished[update.run_id] = None
+            if len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
 
     def _fail_pending(self, exc: Exception) -> None:
         for future in self._pending.values():
@@ -230,7 +312,8 @@ class OpenClawWsTransport(Transport):
         self._pending.clear()
         for run in self._runs.values():
             if not run.done.done():
-                run.done.set_exception(exc)
+                run.lost = str(exc)  # a result, not an exception: a run nobody awaits yet must not warn
+                run.done.set_result(None)
 
     async def _request(self, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         if self._ws is None:
@@ -249,10 +332,42 @@ class OpenClawWsTransport(Transport):
             self._pending.pop(req_id, None)
 
     # -- calls ------------------------------------------------------------------------------
+    def _is_open(self) -> bool:
+        # The socket's own state too: calls failing at once on a closed socket would never yield to the
+        # reader, which would then never see the close.
+        return (self._ws is not None and self._ws.state is State.OPEN
+                and self._reader is not None and not self._reader.done())
+
     async def _ensure_open(self) -> None:
-        if self._ws is None or self._reader is None or self._reader.done():
+        """Re-establish a dead connection (one caller does it, concurrent ones wait for it), retrying
+        with a bounded backoff: a gateway that drops a socket, refuses one connect or stalls one
+        handshake does not end the run; one that stays away past the budget does."""
+        if self._is_open():
+            return
+        if self._reconnecting is None:
+            self._reconnecting = asyncio.Lock()
+        async with self._reconnecting:
+            if self._is_open():
+                return
             await self.close()
-            await self.open()  # a dead socket is re-established once per call; failure ends the run
+            if not self._connected:
+                await self.open()  # never connected: a refusal is final at once
+                return
+            start, delay, attempts = time.monotonic(), RECONNECT_FIRST_DELAY, 0
+            while True:
+                attempts += 1
+                try:
+                    await self.open()
+                    self.reconnects += 1
+                    return
+                except OcprobeError as exc:
+                    elapsed = time.monotonic() - start
+                    if elapsed + delay > self._reconnect_budget:
+                        exc.args = (f"lost the connection and could not re-establish it "
+                                    f"({attempts} attempt(s) in {elapsed:.1f}s): {exc}",)
+                        raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX_DELAY)
 
     async def send(self, session_key: str, message: str, idempotency_key: str, timeout: float) -> ChatOutcome:
         await self._ensure_open()
@@ -263,24 +378,26 @@ class OpenClawWsTransport(Transport):
         params = {"sessionKey": session_key, "message": message, "idempotencyKey": idempotency_key}
         try:
             res = await self._request("chat.send", params, timeout)
-            if not res.get("ok"):
-                error = res.get("error") or {}
-                outcome.error_code = error.get("code")
-                outcome.error_message = error.get("message") or "chat.send refused"
+            if res.get("ok") is not True:
+                error = _obj(res.get("error"))
+                outcome.error_code = _str(error.get("code"))
+                outcome.error_message = _str(error.get("message")) or "chat.send refused"
                 return self._finish(outcome, t0)
-            payload = res.get("payload") or {}
-            outcome.ack_status = payload.get("status")
+            payload = _obj(res.get("payload"))
+            outcome.ack_status = _str(payload.get("status"))
             if outcome.ack_status == "ok":
                 # Answered from the idempotency cache: that run ended before, no new final will come.
                 outcome.error_message = "the gateway answered from its idempotency cache (key already used)"
                 return self._finish(outcome, t0)
-            answered_run = str(payload.get("runId") or idempotency_key)
+            answered_run = _str(payload.get("runId")) or idempotency_key
             if answered_run != idempotency_key:
                 # Deduplicated onto an earlier run (same text, same session): its events decide.
                 self._runs[answered_run] = self._runs.pop(idempotency_key)
                 idempotency_key = answered_run
             remaining = max(0.0, timeout - (time.perf_counter() - t0))
             await asyncio.wait_for(asyncio.shield(run.done), remaining)
+            if run.lost is not None:
+                raise ConnectionLost(run.lost)
         except asyncio.TimeoutError:
             outcome.state = "timeout"
             outcome.text = run.text
@@ -316,8 +433,11 @@ class OpenClawWsTransport(Transport):
 
     async def history(self, session_key: str, limit: int = 50) -> list[dict[str, Any]]:
         await self._ensure_open()
-        res = await self._request("chat.history", {"sessionKey": session_key, "limit": limit}, self._connect_timeout)
-        messages = (res.get("payload") or {}).get("messages") if res.get("ok") else None
+        try:
+            res = await self._request("chat.history", {"sessionKey": session_key, "limit": limit}, self._connect_timeout)
+        except (asyncio.TimeoutError, ConnectionLost):
+            return []  # no history to be had; a dead socket is re-established by the next call
+        messages = _obj(res.get("payload")).get("messages") if res.get("ok") is True else None
         return messages if isinstance(messages, list) else []
 
     def take_foreign_events(self) -> list[ChatEvent]:
@@ -333,5 +453,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _oneline(text: str, limit: int = 200) -> str:
+    """Gateway-supplied text inside an error line: whitespace (newlines too) collapsed, length bounded."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _brief(frame: dict[str, Any]) -> str:
-    return json.dumps(frame)[:120]
+    return _oneline(json.dumps(frame), 120)

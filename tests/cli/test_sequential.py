@@ -130,6 +130,15 @@ def test_wrong_token_is_an_auth_error(tmp_path: Path) -> None:
                        env={"OPENCLAW_GATEWAY_TOKEN": "right-token-123456"})
         assert proc.returncode == 0 and "no witness" not in proc.stdout
         assert proc.stdout.startswith("PASS: 2/2 real")
+        # The same session again: its history is there, and turns left queued on it would poison the probe.
+        again = ocprobe("sequential", "-n", "1", "--target", ready["url"], "-q", tmp_path=tmp_path,
+                        env={"OPENCLAW_GATEWAY_TOKEN": "right-token-123456"})
+        assert again.returncode == 0 and "session agent:test:main already has" in again.stderr
+        fresh = ocprobe("sequential", "-n", "1", "--target", ready["url"], "--session-key", "auto", "--json", "-",
+                        tmp_path=tmp_path, env={"OPENCLAW_GATEWAY_TOKEN": "right-token-123456"})
+        assert fresh.returncode == 0 and "already has" not in fresh.stderr
+        keys = {json.loads(line).get("session_key") for line in fresh.stdout.splitlines()} - {None}
+        assert len(keys) == 1 and keys.pop().startswith("agent:test:main-")
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(timeout=10)
@@ -191,9 +200,10 @@ def _children_of(pid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                stat = (entry / "stat").read_text().split()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat[3]) == pid:
+            # The command name (field 2) may hold spaces and parentheses: the fields after it are split.
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
