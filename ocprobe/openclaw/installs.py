@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -208,9 +209,11 @@ class InstallManager:
                 existing = self.get(version)  # also after waiting: the other process may have installed it
                 if existing:
                     report(Stage.CACHED)
+                    self._npm_beside_node(existing)
                     return self._touch(existing)
                 clear_leftovers(prefix)
                 install = self._build(version, prefix, report)
+                self._npm_beside_node(install)
         except InstallError as exc:
             report(Stage.FAILED, str(exc))
             raise
@@ -247,6 +250,20 @@ class InstallManager:
         if install is None:
             raise InstallError(f"openclaw {version}: the install vanished after it was renamed into place")
         return install
+
+    def _npm_beside_node(self, install: Install) -> None:
+        """From 2026.4.29 OpenClaw stages its plugins' runtime deps on the first turn with the npm found
+        beside its Node (``<bin>/npm`` or ``../lib/node_modules/npm``), never on PATH, and fails every turn
+        ("Unable to resolve a safe npm executable") without one. A Node fetched from npm ships no npm: link
+        the machine's there (its ``env node`` shebang runs on the install's Node, first on the PATH)."""
+        link = install.node_bin.parent / "npm"
+        machine_npm = shutil.which("npm")
+        if not install.node_bin.is_relative_to(self.root) or link.exists() or machine_npm is None:
+            return  # the machine's own Node has its npm; never touch it
+        try:
+            link.symlink_to(machine_npm)
+        except FileExistsError:
+            pass  # another process linked it first
 
     # -- removing --------------------------------------------------------------------------
     def remove(self, version: str) -> Install:
