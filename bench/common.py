@@ -129,7 +129,8 @@ def run_child(argv: Sequence[str], *, env: Mapping[str, str] | None = None, time
     with out.open("wb") as fo, err.open("wb") as fe:
         start = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
-                                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
+                                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+                                preexec_fn=interactive_signals)
         done = threading.Event()
         timer = threading.Timer(timeout, _terminate_then_kill, args=(proc.pid, done))
         timer.start()
@@ -153,6 +154,14 @@ def run_child(argv: Sequence[str], *, env: Mapping[str, str] | None = None, time
     if result.returncode < 0 or wall >= timeout:
         raise BenchError(f"{Path(argv[0]).name} {' '.join(argv[1:4])}... did not finish within {timeout:g}s")
     return result
+
+
+def interactive_signals() -> None:
+    """In the child, before exec: SIGINT as in a terminal. A bench started in the background (``&``) has it
+    ignored, and its children would inherit that; but Python, and asyncio.run() with it, behave differently
+    when SIGINT is ignored (asyncio then installs no handler of its own), so a child measures what a user's
+    interactive run does only with SIGINT at its default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _terminate_then_kill(pid: int, done: threading.Event, grace: float = 5.0, reap: bool = False) -> None:
@@ -279,7 +288,7 @@ class Gateway:
                                 "--token-file", str(token_file), "--log-file", str(wd / "gateway-error.log"))
         self._stderr = (wd / "stderr.log").open("wb")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=child_env(), start_new_session=True)
+                                     env=child_env(), start_new_session=True, preexec_fn=interactive_signals)
         ready = self._ready_line()
         self.url = str(ready["url"])
         self.http_url = str(ready["http_url"])

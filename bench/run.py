@@ -34,8 +34,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    BENCH_DIR, BenchError, Figure, Gateway, Target, child_env, json_lines, machine, memory_supported,
-    ocprobe_argv, percentile, proc_status_kb, run_child, set_workdir, workdir,
+    BENCH_DIR, BenchError, Figure, Gateway, Target, child_env, interactive_signals, json_lines, machine,
+    memory_supported, ocprobe_argv, percentile, proc_status_kb, run_child, set_workdir, workdir,
 )
 
 PARTS = ("overhead", "accuracy", "throughput", "capacity", "memory", "startup")
@@ -75,16 +75,16 @@ class Settings:
         def reps(full: int, smoke: int) -> int:
             return args.reps or (smoke if quick else full)
 
-        calls = args.memory_calls or (500 if quick else 10_000)
+        calls = args.memory_calls or (300 if quick else 10_000)
         return cls(
             quick=quick,
-            overhead_reps=reps(5, 2), overhead_calls=30 if quick else 200,
-            accuracy_reps=reps(5, 1), accuracy_calls=8 if quick else 40, accuracy_latency_ms=200.0,
+            overhead_reps=reps(5, 2), overhead_calls=20 if quick else 200,
+            accuracy_reps=reps(5, 1), accuracy_calls=5 if quick else 40, accuracy_latency_ms=200.0,
             throughput_reps=reps(3, 1), concurrency=args.concurrency, sessions=max(args.concurrency, 64),
             duration=args.duration or (1.0 if quick else 5.0),
-            capacity_reps=reps(3, 1), capacity_step_s=1.0 if quick else 2.0, capacity_bisect=0 if quick else 2,
+            capacity_reps=reps(3, 1), capacity_step_s=0.5 if quick else 2.0, capacity_bisect=0 if quick else 2,
             memory_reps=reps(3, 1), memory_calls=calls, memory_mark=max(1, calls // 10),
-            startup_reps=reps(5, 1), help_reps=reps(10, 2),
+            startup_reps=reps(5, 1), help_reps=reps(10, 1),
             install=not args.no_install and not quick,
             without=tuple(args.without or ()),
         )
@@ -361,7 +361,7 @@ def part_throughput(ctx: Context, part: PartResult) -> None:
             _, tiny_calls, tiny_cpu = run_tool(tool, 0.3, f"bench-tp-{rep}-{tool}-tiny")
             got[tool] = rate
             figs[tool].reps.append(rate)
-            if calls > tiny_calls:
+            if calls - tiny_calls >= 0.2 * calls:  # autocannon runs whole seconds: its short run lasts 1 s
                 cpu[tool].reps.append(max(0.0, cpu_s - tiny_cpu) / (calls - tiny_calls) * 1000.0)
         if "locust" in got:
             r_locust.reps.append(got["oc_relay"] / got["locust"])
@@ -374,7 +374,8 @@ def part_throughput(ctx: Context, part: PartResult) -> None:
         f"s % {c} == w, as ocprobe does; autocannon takes them in turn), {d:g} s per run; calls/s = calls / "
         "(first call's start to last call's end), autocannon: its own duration; the order of the tools rotates "
         "each repetition. Client CPU per call: user+system time of the client process, the start-up taken out by "
-        "subtracting a 0.3 s run of the same client (the gateway's CPU is not in it)")
+        "subtracting a 0.3 s run of the same client (autocannon's lasts 1 s: it counts whole seconds; the figure is "
+        "left out when the two runs' calls differ by less than 20%); the gateway's CPU is not in it")
     part.targets.append(Target("ocprobe relay >= 1.5x Locust", r_locust.name, ">=", 1.5,
                                r_locust.median if r_locust.reps else None))
     part.targets.append(Target("ocprobe ws >= 0.8x the raw loop", r_ws.name, ">=", 0.8, r_ws.median))
@@ -509,7 +510,7 @@ def run_sampled(argv: list[str], calls: int) -> dict[str, Any]:
         peak_file = out.with_suffix(".peak")
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
                                 env=child_env(OCPROBE_BENCH_PEAK_FILE=str(peak_file)), cwd=workdir(),
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=interactive_signals)
         seen, pending = 0, b""
         try:
             while proc.poll() is None:
@@ -617,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, help="repetitions of every part (default: 5, throughput/capacity/memory 3; quick 1-2)")
     p.add_argument("--concurrency", type=int, default=8, help="workers / users / connections in part 3 (default 8)")
     p.add_argument("--duration", type=float, help="seconds per throughput run (default 5, quick 1)")
-    p.add_argument("--memory-calls", type=int, help="calls of the memory run (default 10000, quick 500)")
+    p.add_argument("--memory-calls", type=int, help="calls of the memory run (default 10000, quick 300)")
     p.add_argument("--without", action="append", choices=("locust", "autocannon"),
                    help="leave this comparison tool out of part 3 (repeatable)")
     p.add_argument("--no-install", action="store_true", help="do not install missing Locust/autocannon (full run)")
@@ -690,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(document: dict[str, Any]) -> str:
     m = document["machine"]
-    lines = [f"Run of {document['date']} ({document['mode']}, {document['seconds']:.0f} s): {m['cpu']}, "
+    lines = [f"Run finished {document['date']} ({document['mode']}, {document['seconds']:.0f} s): {m['cpu']}, "
              f"{m['cpus']} CPUs, {m['mem_gb']} GB RAM, {m['os']}, Python {m['python']}, "
              f"load average at start {m['loadavg_at_start']}, at end {m.get('loadavg_at_end')} (other work shared "
              "the machine: the spreads say how much that moved the figures).", ""]

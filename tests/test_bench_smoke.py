@@ -100,7 +100,8 @@ def test_optional_tools_run_when_present_and_are_skipped_with_a_message_when_not
     if _tool_present(tool):
         for name in OPTIONAL[tool]:
             assert result["figures"][name]["median"] > 0
-        assert result["figures"][OPTIONAL_CPU[tool]]["median"] >= 0
+        cpu = result["figures"].get(OPTIONAL_CPU[tool])  # absent when its short run is as long as --quick's
+        assert cpu is None or cpu["median"] >= 0
     else:
         assert not any(name in result["figures"] for name in OPTIONAL[tool])
         assert any(message.startswith(f"{tool}:") for message in result["skipped"]), result["skipped"]
