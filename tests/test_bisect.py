@@ -127,7 +127,7 @@ def test_range_in_release_order_with_prereleases_and_tags() -> None:
 def test_search_picks_the_middle_and_passes_over_skips() -> None:
     verdicts = {VERSIONS[0]: GOOD, VERSIONS[9]: BAD}
     assert next_version(VERSIONS, verdicts, GOOD) == "1.4.0"  # indices 1..8: 4 and 5 tie, the older wins
-    assert upcoming(VERSIONS, verdicts, GOOD, "1.4.0") == ["1.6.0", "1.2.0"]  # if good, if bad
+    assert upcoming(VERSIONS, verdicts, GOOD, "1.4.0") == ["1.6.0", "1.2.0", "1.5.0"]  # if good, bad, skipped
     verdicts.update({"1.4.0": SKIP})
     assert next_version(VERSIONS, verdicts, GOOD) == "1.5.0"
     verdicts.update({"1.5.0": BAD, "1.3.0": GOOD})
@@ -281,6 +281,8 @@ def test_install_and_start_failures_are_skipped_with_their_reason(tmp_path: Path
     assert "npm install openclaw@1.5.0 failed: code E404" in skipped["1.5.0"]
     assert "exited with code 1 while starting" in skipped["1.4.0"]
     assert probe.launches["1.5.0"] == 0  # a failed install is not launched
+    assert probe.launches["1.4.0"] == 2  # a failed start is tried once more
+    assert ("info", "1.4.0: openclaw 1.4.0 exited with code 1 while starting; launching it again") in recorder.events
     # The boundary holds the skipped versions: the change is in 1.4.0, 1.5.0 or 1.6.0 (git's "skipped" list).
     assert (result.last_old, result.first_new, result.undecided) == ("1.3.0", "1.6.0", ["1.4.0", "1.5.0"])
     assert ("info", "install 1.5.0") in recorder.events

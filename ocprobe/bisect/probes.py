@@ -101,7 +101,7 @@ class GatewayProbe:
         fates = ", ".join(f"{name} {n}" for name, n in summary.fates.items() if n)
         if fates:
             notes.append(f"fates {fates}")
-        logged = ", ".join(f"{name!r} {n}" for name, n in summary.log_counts.items() if n)
+        logged = ", ".join(f"'{name}' {n}" for name, n in summary.log_counts.items() if n)
         if logged:
             notes.append(f"log {logged}")
         metrics = probe_metrics(summary)

@@ -135,8 +135,9 @@ def markdown(state: BisectState, result: BisectResult | None, run_dir: Path) -> 
     if state.status != DONE:
         lines += ["Resume:", "", "```sh", f"ocprobe bisect --resume {shlex.quote(str(run_dir))}", "```", ""]
     how = ("one run of the command decides each version (exit 0 good, 125 skip, other bad)" if state.exact else
-           f"risk {state.risk:g} per verdict, at most {state.max_calls} calls per version; BAD: one-sided Fisher exact "
-           "test against the good endpoint; GOOD: binomial tail at the bad endpoint's failure rate")
+           f"risk {state.risk:g} per version, each test after a batch at {state.level:.2g} (the risk split over the "
+           f"batches a version may get), at most {state.max_calls} calls per version; BAD: more failures than the "
+           "versions decided good, GOOD: fewer than those decided bad (one-sided Fisher exact tests)")
     lines += [f"Range: {len(state.versions)} versions in release order: {', '.join(state.versions)}.", "",
               f"Verdicts: {how}.", "",
               f"Spent: {state.calls} calls over {len(state.records)} versions in {state.elapsed_s:.0f} s "

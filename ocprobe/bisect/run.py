@@ -31,6 +31,9 @@ VersionProbe = Callable[[str, Path], AbstractAsyncContextManager[VersionSession]
 Installer = Callable[[str, Callable[[str], None]], object]
 
 
+LAUNCHES = 2  # launches of a version before it is skipped as one that cannot be probed
+
+
 class BisectAborted(OcprobeError):
     """The bisect cannot go on: the endpoints do not verify, or the user's command asked to stop."""
 
@@ -227,31 +230,44 @@ class Bisector:
             self._prefetcher.want(v for v in versions if self.state.verdicts().get(v) is None)
 
     async def _session(self, record: VersionRecord, wanted: Callable[[], bool]) -> None:
-        """One launch of ``record``'s version, batches while ``wanted()``; a version that cannot be installed
-        or started, or whose probe says it cannot be judged, is a SKIP with the reason."""
+        """Batches of ``record``'s version while ``wanted()``, on one launch. A launch that fails or loses its
+        gateway is tried once more (a loaded machine starves a gateway for seconds); then the version is a
+        SKIP with the reason, as is one that cannot be installed or whose probe says it cannot be judged."""
         started = time.monotonic()
-        record.sessions += 1
         try:
             if self._prefetcher is not None:
                 await self._prefetcher.ready(record.version)
-            session_dir = self.run_dir / record.version / f"session-{record.sessions}"
-            session_dir.mkdir(parents=True, exist_ok=True)
-            async with self.probe(record.version, session_dir) as batch:
-                while wanted():
-                    result = await batch(len(record.batches) + 1)
-                    record.batches.append(result)
-                    self._save()
-                    self.observer.batch_finished(record, result, self._judge_progress(record))
-                    if result.skip:
-                        record.verdict, record.evidence = SKIP, result.skip
-                        break
+            for attempt in range(1, LAUNCHES + 1):
+                try:
+                    await self._launch(record, wanted)
+                    return
+                except (UsageError, BisectAborted):
+                    raise
+                except (OcprobeError, OSError) as exc:  # TargetUnreachable, a gateway that would not start
+                    if attempt == LAUNCHES:
+                        raise
+                    self.observer.info(f"{record.version}: {exc}; launching it again")
         except (UsageError, BisectAborted):
             raise
-        except (OcprobeError, OSError) as exc:  # InstallError, TargetUnreachable, a gateway that would not start
+        except (OcprobeError, OSError) as exc:  # also InstallError: installing again would fail the same way
             record.verdict, record.evidence = SKIP, f"cannot be probed: {exc}"
         finally:
             record.seconds += time.monotonic() - started
             self._save()
+
+    async def _launch(self, record: VersionRecord, wanted: Callable[[], bool]) -> None:
+        record.sessions += 1
+        session_dir = self.run_dir / record.version / f"session-{record.sessions}"
+        session_dir.mkdir(parents=True, exist_ok=True)
+        async with self.probe(record.version, session_dir) as batch:
+            while wanted():
+                result = await batch(len(record.batches) + 1)
+                record.batches.append(result)
+                self._save()
+                self.observer.batch_finished(record, result, self._judge_progress(record))
+                if result.skip:
+                    record.verdict, record.evidence = SKIP, result.skip
+                    return
 
     def _judge_progress(self, record: VersionRecord) -> str:
         if record.role != "candidate":

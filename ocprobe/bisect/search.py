@@ -192,9 +192,9 @@ def next_version(versions: Sequence[str], verdicts: Mapping[str, str], old: str)
 
 
 def upcoming(versions: Sequence[str], verdicts: Mapping[str, str], old: str, current: str) -> list[str]:
-    """The versions probed after ``current`` for either verdict it may get: what to install ahead."""
+    """The versions probed after ``current`` for each verdict it may get (a skip last): what to install ahead."""
     new = BAD if old == GOOD else GOOD
-    following = (next_version(versions, {**verdicts, current: verdict}, old) for verdict in (old, new))
+    following = (next_version(versions, {**verdicts, current: verdict}, old) for verdict in (old, new, SKIP))
     return [v for v in dict.fromkeys(following) if v is not None]
 
 

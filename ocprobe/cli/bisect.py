@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.text import Text
 
 from ocprobe.bisect.probes import CommandProbe, GatewayProbe
 from ocprobe.bisect.report import BisectResult, result_line
@@ -25,7 +26,7 @@ from ocprobe.errors import UsageError
 from ocprobe.models import CallRecord
 from ocprobe.openclaw.installs import InstallManager, Stage
 from ocprobe.openclaw.semver import is_version
-from ocprobe.output.sink import Output
+from ocprobe.output.sink import Mode, Output
 from ocprobe.runner import log_patterns
 from ocprobe.targets import DEFAULT_TOKEN_ENV, OPENCLAW_PREFIX, new_run_dir
 
@@ -240,11 +241,15 @@ class BisectView:
             if state.status == INTERRUPTED:
                 self.output.warn(f"interrupted after {state.calls} calls; continue with: {resume}")
             return
+        summary = f"RESULT: {result_line(result)} ({state.calls} calls, {len(state.records)} versions, {state.elapsed_s:.0f} s)"
+        if self.output.mode is Mode.QUIET:  # the summary line only
+            self.output.console.print(Text(self.output.redact(summary)))
+            return
         self.output.data(
             {"record": "bisect-result", **result.to_json(), "calls": state.calls, "elapsed_s": round(state.elapsed_s, 1),
              "run_dir": str(run_dir)},
             "\n".join([
-                f"RESULT: {result_line(result)} ({state.calls} calls, {len(state.records)} versions, {state.elapsed_s:.0f} s)",
+                summary,
                 *(f"changelog {v}: {len(body.splitlines())} line(s)" for v, body in result.changelog),
                 *(f"  $ {line}" for line in result.git),
                 f"report: {run_dir / REPORT_NAME}",

@@ -134,6 +134,13 @@ def test_ctrl_c_prints_the_resume_command_and_resume_probes_only_what_is_left(tm
     assert again.returncode == 2 and "is finished" in again.stderr
 
 
+def test_quiet_prints_the_result_line_only(tmp_path: Path) -> None:
+    proc = ocprobe(*bisect_args(tmp_path, judge(tmp_path), "--quiet"), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("RESULT: first bad 1.6.0, last good 1.5.0") and len(proc.stdout.splitlines()) == 1
+    assert not proc.stderr
+
+
 def test_json_lines(tmp_path: Path) -> None:
     proc = ocprobe(*bisect_args(tmp_path, judge(tmp_path), "--json"), tmp_path=tmp_path)
     assert proc.returncode == 0, proc.stderr
