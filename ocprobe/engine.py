@@ -156,7 +156,7 @@ class ScriptConfig(ProbeConfig):
         self.calls = self.iterations * sum(s.count for s in self.steps if isinstance(s, SendStep))
 
 
-@dataclass
+@dataclass(slots=True)
 class ScriptCallRecord(CallRecord):
     """A call of a scripted probe: which step sent it and what it was expected to be."""
 
@@ -168,7 +168,7 @@ class ScriptCallRecord(CallRecord):
         return not self.expect or self.cls.value in self.expect
 
 
-@dataclass
+@dataclass(slots=True)
 class ConcurrentCallRecord(CallRecord):
     """A call of a concurrent probe; in open loop, also how late it started against its schedule."""
 
@@ -233,6 +233,7 @@ class ProbeEngine:
         self.logs = logs
         self.observer = observer
         self.records: list[CallRecord] = []
+        self._real: list[float] = []  # latencies of the real calls so far, appended as they end
         self._foreign: list[ChatEvent] = []
         self._log_offset = len(logs.matches)  # with --repeat, earlier runs' matches are theirs
         self._settle_cut = False  # the settle period hit its cap while late turns were still running
@@ -271,6 +272,8 @@ class ProbeEngine:
 
     def _finished(self, record: CallRecord) -> None:
         self.records.append(record)
+        if record.cls is CallClass.REAL:
+            self._real.append(record.latency_ms)
         self.observer.call_finished(record)
 
     # -- the ways calls are sent -------------------------------------------------------------
@@ -382,7 +385,10 @@ class ProbeEngine:
         hits = None
         if self.witness is not None:
             hits = sum(1 for at in self._witness_times(nonce) if at <= outcome.ended_at)
-        floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real_latencies())
+        # The floor decides only without a witness and without the nonce in the reply: computed only then.
+        floor = cfg.floor_ms
+        if floor is None and hits is None and nonce not in outcome.text:
+            floor = calibrated_floor(self._real)
         verdict = classify(outcome, nonce, witness_hits=hits, floor_ms=floor)
         error = outcome.error_message
         if verdict.cls is CallClass.WRONG:
@@ -420,9 +426,6 @@ class ProbeEngine:
         self._witness_cursor = len(requests)
         return self._witnessed.get(nonce, [])
 
-    def _real_latencies(self) -> list[float]:
-        return [r.latency_ms for r in self.records if r.cls is CallClass.REAL]
-
     @staticmethod
     def _foreign_nonce_note(text: str, cfg: ProbeConfig, index: int) -> str | None:
         """A reply carrying another call's nonce is a reply delivered out of order."""
@@ -440,7 +443,7 @@ class ProbeEngine:
         """Watch for queued turns running late until every open call is resolved or all is quiet."""
         if not self._pending():
             return
-        real = self._real_latencies()
+        real = self._real
         quiet = cfg.settle if cfg.settle is not None else max(SETTLE_MIN_QUIET, 3 * statistics.median(real) / 1000 if real else 0)
         start = last_activity = time.monotonic()
         seen = (len(self.witness.requests) if self.witness else 0, len(self._foreign))
@@ -498,7 +501,7 @@ class ProbeEngine:
             log_counts[match.pattern] += 1
         attach_log_matches(self.records, matches)
         attributed = {r.late.run_id for r in self.records if r.late and r.late.run_id}
-        floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real_latencies())
+        floor = cfg.floor_ms if cfg.floor_ms is not None else calibrated_floor(self._real)
         fields = dict(
             target=self.target,
             records=self.records,
@@ -586,6 +589,8 @@ def attach_log_matches(records: Sequence[CallRecord], matches: Sequence[LogMatch
     ordered = sorted(records, key=lambda r: (r.started_at, r.index))
     for record in ordered:
         record.log_matches = []
+    if not matches:
+        return  # nothing to place: spare compiling a pattern per session key
     keys = {r.session_key for r in ordered}
     # A key must not continue with a name character: "main-s1" is not named by "main-s10".
     named = {key: re.compile(re.escape(key) + r"(?![\w-])", re.IGNORECASE) for key in keys} if len(keys) > 1 else {}

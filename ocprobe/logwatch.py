@@ -45,7 +45,9 @@ Ident = tuple[int, int]  # (st_dev, st_ino): a file's identity, independent of i
 
 
 def _clean(text: str) -> str:
-    return _ANSI.sub("", text).rstrip("\r\n")
+    if "\x1b" in text:  # most lines carry no escape: spare the substitution
+        text = _ANSI.sub("", text)
+    return text.rstrip("\r\n")
 
 
 def _parse_time(value: str) -> float | None:
@@ -118,7 +120,8 @@ class LogWatcher:
                 tail.mark = os.pread(tail.fh.fileno(), min(MARK, tail.offset), tail.offset - min(MARK, tail.offset))
             self._tails[ident] = tail
         self._running = True
-        self._task = asyncio.create_task(self._run())
+        if self._paths:  # with no file to tail, a poll loop would only wake the process every 50 ms
+            self._task = asyncio.create_task(self._run())
 
     def add_path(self, path: str) -> None:
         """Watch one more file or glob from now on, e.g. the log file of a gateway ocprobe starts after
@@ -126,6 +129,8 @@ class LogWatcher:
         path = os.path.expanduser(path)
         if path not in self._paths:
             self._paths.append(path)
+        if self._running and self._task is None:
+            self._task = asyncio.create_task(self._run())
 
     def feed_line(self, source: str, line: str, at: float | None = None) -> None:
         self._match(source, _clean(line), time.time() if at is None else at)
@@ -272,10 +277,16 @@ class LogWatcher:
 
     def _file_line(self, path: str, raw: bytes | bytearray, now: float) -> None:
         line = _clean(raw.decode("utf-8", errors="replace"))
-        at = _line_time(line)
-        self._match(path, line, now if at is None else at)
+        hits = self._hits(line)
+        if hits:  # the line's own time matters only for a match: parsed only then
+            at = _line_time(line)
+            self._record(hits, path, line, now if at is None else at)
 
     def _match(self, source: str, line: str, at: float) -> None:
-        for pattern, regex in self._patterns:
-            if regex.search(line):
-                self._matches.append(LogMatch(pattern=pattern, line=line[:MAX_LINE], source=source, at=at))
+        self._record(self._hits(line), source, line, at)
+
+    def _hits(self, line: str) -> list[str]:
+        return [pattern for pattern, regex in self._patterns if regex.search(line)]
+
+    def _record(self, hits: list[str], source: str, line: str, at: float) -> None:
+        self._matches.extend(LogMatch(pattern=pattern, line=line[:MAX_LINE], source=source, at=at) for pattern in hits)

@@ -7,7 +7,7 @@ clock and given in milliseconds.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -43,7 +43,8 @@ class Fate(str, Enum):
     UNKNOWN = "unknown"  # no witness and no late reply: cannot tell
 
 
-@dataclass(frozen=True)
+# slots: a long probe keeps one of each of these per call (10,000 calls: megabytes of instance dicts).
+@dataclass(frozen=True, slots=True)
 class WitnessRequest:
     """One request the reference provider received: the evidence that a turn reached the LLM."""
 
@@ -54,7 +55,7 @@ class WitnessRequest:
     stream: bool
 
 
-@dataclass
+@dataclass(slots=True)
 class LogMatch:
     pattern: str  # the regex source that matched
     line: str
@@ -63,7 +64,7 @@ class LogMatch:
     call: int | None = None  # index of the call whose time window holds the match
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChatEvent:
     """A ``chat`` event the transport saw for a run it did not start (a queued turn running late)."""
 
@@ -74,7 +75,7 @@ class ChatEvent:
     at: float
 
 
-@dataclass
+@dataclass(slots=True)
 class ChatOutcome:
     """What a transport observed for one ``chat.send``; classification happens elsewhere."""
 
@@ -90,7 +91,7 @@ class ChatOutcome:
     error_kind: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class LateReply:
     at: float
     via: str  # "witness" (the provider saw the nonce) or "final" (a final under another runId)
@@ -98,7 +99,7 @@ class LateReply:
     text: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class CallRecord:
     index: int
     session_key: str
@@ -123,12 +124,14 @@ class CallRecord:
         return self.cls is CallClass.REAL
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["cls"] = self.cls.value
+        # Field by field rather than asdict(), whose deep copies were the cost of a --json line per call.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["log_matches"] = [asdict(match) for match in self.log_matches]
+        data["late"] = asdict(self.late) if self.late else None
         data["evidence"] = self.evidence.value
         data["fate"] = self.fate.value if self.fate else None
         data["record"] = "call"
-        data["class"] = data.pop("cls")
+        data["class"] = data.pop("cls").value
         return data
 
 

@@ -12,7 +12,7 @@ import re
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
@@ -86,7 +86,7 @@ def summary_document(report: ReportInput) -> dict[str, Any]:
                 "run": n,
                 "target": target_json(result.target),
                 "summary": _summary_json(result.summary),
-                "unattributed_finals": [event.__dict__ for event in result.unattributed_finals],
+                "unattributed_finals": [asdict(event) for event in result.unattributed_finals],
             }
             for n, result in enumerate(report.runs, 1)
         ],

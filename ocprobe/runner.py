@@ -137,6 +137,12 @@ class ProbeOutcome:
     concurrency: ConcurrencyStats | None = None  # concurrent probes: per-session strips and throughput, pooled
     expectations: tuple[int, int] | None = None  # scripted probes: (met, judged) over every call's ``expect``
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run() reprs its main task (and so this, its result) when it restores
+        # the SIGINT handler, and the generated repr of every record cost megabytes at exit.
+        calls = sum(len(r.records) for r in self.runs)
+        return f"ProbeOutcome(target={self.target.target!r}, runs={len(self.runs)}, calls={calls}, exit_code={self.exit_code})"
+
 
 class SessionObserver(ProbeObserver, Protocol):
     def info(self, message: str) -> None: ...  # start-up steps worth showing (installing, launching)

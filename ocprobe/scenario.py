@@ -43,7 +43,7 @@ from ocprobe.engine import (
 from ocprobe.errors import UsageError
 from ocprobe.gates import GateSyntaxError, parse_gates
 from ocprobe.models import CallClass
-from ocprobe.reference.gateway import PROFILES, QUEUE_MODES
+from ocprobe.reference.defaults import PROFILES, QUEUE_MODES
 from ocprobe.runner import LIMITS, log_patterns, prepare_gates, run_probe, validate_config, validate_message_template
 from ocprobe.sweep import SweepConfig, run_sweep
 from ocprobe.targets import EMBEDDED, EmbeddedOptions, OpenClawOptions, TargetSpec, validate_target

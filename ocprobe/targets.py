@@ -9,12 +9,14 @@ import json
 import os
 import re
 import secrets
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ocprobe import __version__
@@ -25,21 +27,18 @@ from ocprobe.models import TargetInfo
 from ocprobe.openclaw.semver import is_version
 from ocprobe.process import ManagedProcess
 from ocprobe.reference.faults import FaultSpecError, parse_faults
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS, ReferenceProvider
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS, PROFILES, PROVIDER_KEY_ENV, QUEUE_MODES
 from ocprobe.secret import Redactor
 from ocprobe.transports import TRANSPORT_NAMES
 from ocprobe.transports.base import Transport
-from ocprobe.transports.http import (
-    DEFAULT_OPENAI_MODEL, DEFAULT_RELAY_BODY, DEFAULT_REPLY_PATH, OpenAITransport, RelayBody, RelayTransport,
-    parse_reply_path,
-)
-from ocprobe.transports.ws import OpenClawWsTransport
+
+if TYPE_CHECKING:  # imported where it is used: aiohttp is paid for by embedded runs only
+    from ocprobe.reference.provider import ReferenceProvider
+from ocprobe.transports.relay_format import DEFAULT_OPENAI_MODEL, DEFAULT_RELAY_BODY, DEFAULT_REPLY_PATH, RelayBody, parse_reply_path
 
 EMBEDDED = "embedded"
 OPENCLAW_PREFIX = "openclaw@"
 DEFAULT_TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
-PROVIDER_KEY_ENV = "OCPROBE_PROVIDER_API_KEY"
 GATEWAY_START_TIMEOUT = 30.0
 TRANSPORTS = TRANSPORT_NAMES
 _DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # npm dist-tags: latest, beta, ...
@@ -203,11 +202,18 @@ def _validate_transport_options(spec: TargetSpec) -> None:
 
 def make_transport(spec: TargetSpec, url: str, token: str | None) -> Transport:
     """The transport ``spec.transport`` names, for ``url`` (a ws URL, the relay URL or the OpenAI base)."""
+    # Imported here: each pulls in its client library, which commands that never open a target skip.
     if spec.transport == "relay":
+        from ocprobe.transports.http import RelayTransport
+
         return RelayTransport(url, token, body_template=spec.relay_body or DEFAULT_RELAY_BODY,
                               reply_path=spec.reply_path or DEFAULT_REPLY_PATH)
     if spec.transport == "openai":
+        from ocprobe.transports.http import OpenAITransport
+
         return OpenAITransport(url, token, model=spec.openai_model or DEFAULT_OPENAI_MODEL, stream=spec.openai_stream)
+    from ocprobe.transports.ws import OpenClawWsTransport
+
     return OpenClawWsTransport(url, token)
 
 
@@ -280,28 +286,30 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
     token, provider_key = secrets.token_hex(24), secrets.token_hex(16)
     token_file = run_dir / "gateway.token"
     write_secret(token_file, token)
-    provider = ReferenceProvider(latency_ms=options.latency_ms, jitter_ms=options.jitter_ms, api_key=provider_key)
-    await provider.start()
-    argv = [
-        sys.executable, "-m", "ocprobe", "gateway", "serve", "--json",
-        "--port", "0",
-        "--provider-url", provider.base_url,
-        "--profile", options.profile,
-        "--teardown-ms", str(options.teardown_ms),
-        "--queue-mode", options.queue_mode,
-        "--token-file", str(token_file),
-        "--log-file", str(run_dir / "gateway-error.log"),
-    ]
-    if options.drop_queued:
-        argv.append("--drop-queued")
-    for fault in options.faults:
-        argv += ["--fault", fault]
-    env = {**os.environ, PROVIDER_KEY_ENV: provider_key}
-    gateway = ManagedProcess(argv, log_dir=run_dir, name="gateway", env=env, on_line=logs.feed_line,
-                             redact=Redactor([token, provider_key]))
+    # The provider's socket is bound first so the gateway child starts while this process imports aiohttp
+    # and starts the provider on it: the two start-ups overlap (connections wait in the listen backlog).
+    provider_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    provider: ReferenceProvider | None = None
     transport: Transport | None = None
+    gateway: ManagedProcess | None = None
     try:
+        provider_sock.bind(("127.0.0.1", 0))
+        provider_sock.listen(128)
+        child_spec = run_dir / "gateway.json"
+        child_spec.write_text(json.dumps({
+            "provider_url": f"http://127.0.0.1:{provider_sock.getsockname()[1]}/v1", "profile": options.profile,
+            "teardown_ms": options.teardown_ms, "queue_mode": options.queue_mode, "drop_queued": options.drop_queued,
+            "faults": list(options.faults), "token_file": str(token_file), "log_file": str(run_dir / "gateway-error.log"),
+        }), encoding="utf-8")
+        gateway = ManagedProcess([sys.executable, "-m", "ocprobe.reference", str(child_spec)], log_dir=run_dir,
+                                 name="gateway", env={**os.environ, PROVIDER_KEY_ENV: provider_key},
+                                 on_line=logs.feed_line, redact=Redactor([token, provider_key]))
         await gateway.start()
+        from ocprobe.reference import provider as reference_provider
+
+        provider = reference_provider.ReferenceProvider(latency_ms=options.latency_ms, jitter_ms=options.jitter_ms, api_key=provider_key,
+                                     sock=provider_sock)
+        await provider.start()
         ready = await _ready_line(gateway)
         url = str(ready["url"])
         http_url = str(ready.get("http_url") or "http://" + url.split("://", 1)[1].rstrip("/"))
@@ -326,8 +334,11 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
     finally:
         if transport is not None:
             await transport.close()
-        await gateway.stop()
-        await provider.stop()
+        if gateway is not None:
+            await gateway.stop()
+        if provider is not None:
+            await provider.stop()  # closes the socket too
+        provider_sock.close()
 
 
 async def _ready_line(gateway: ManagedProcess) -> dict[str, object]:

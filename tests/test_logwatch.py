@@ -356,6 +356,23 @@ def test_add_path_after_start_reads_a_new_file_from_its_first_line(tmp_path: Pat
     asyncio.run(main())
 
 
+def test_the_poll_loop_starts_with_the_first_path_added_after_start(tmp_path: Path) -> None:
+    async def main() -> None:
+        watcher = LogWatcher(["boom"], [], poll_interval=0.01)
+        await watcher.start()  # nothing to tail yet: no loop waking the process
+        log = tmp_path / "late.log"
+        log.write_text("boom 1\n")
+        watcher.add_path(str(log))
+        for _ in range(200):  # the loop's own polls, not ours: at most 2 s
+            if watcher.matches:
+                break
+            await asyncio.sleep(0.01)
+        await watcher.stop()
+        assert [m.line for m in watcher.matches] == ["boom 1"]
+
+    asyncio.run(main())
+
+
 def test_truncated_then_regrown_past_the_old_offset_is_read_from_zero(tmp_path: Path) -> None:
     log = tmp_path / "gw.log"
     append(log, "short line before the probe\n")

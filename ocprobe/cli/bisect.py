@@ -9,26 +9,27 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.text import Text
 
-from ocprobe.bisect.probes import CommandProbe, GatewayProbe
-from ocprobe.bisect.report import BisectResult, result_line
-from ocprobe.bisect.run import Bisector, Installer, VersionProbe
-from ocprobe.bisect.search import Batch, steps_left, version_range
 from ocprobe.bisect.state import DONE, INTERRUPTED, LOG_NAME, REPORT_NAME, BisectState, VersionRecord, load
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
 from ocprobe.errors import UsageError
 from ocprobe.models import CallRecord
-from ocprobe.openclaw.installs import InstallManager, Stage
-from ocprobe.openclaw.semver import is_version
 from ocprobe.output.sink import Mode, Output
 from ocprobe.runner import log_patterns
 from ocprobe.targets import DEFAULT_TOKEN_ENV, OPENCLAW_PREFIX, new_run_dir
+
+# The bisect machinery and the installer are imported by the functions that run a bisect: `ocprobe --help`
+# and the other commands do not pay for them.
+if TYPE_CHECKING:
+    from ocprobe.bisect.report import BisectResult
+    from ocprobe.bisect.run import Installer, VersionProbe
+    from ocprobe.bisect.search import Batch
 
 # The sequential probe's options: what --scenario and --cmd replace.
 SEQUENTIAL_OPTIONS = ("calls", "gap", "session_key", "message", "wait", "timeout", "latency_ms", "openclaw_config",
@@ -77,6 +78,9 @@ def bisect(
     given = _given(ctx)
 
     def work() -> int:
+        from ocprobe.bisect.run import Bisector
+        from ocprobe.openclaw.installs import InstallManager
+
         if resume is not None:
             extra = [flag for name, flag in given if name not in RESUME_OPTIONS]
             if extra:
@@ -131,6 +135,10 @@ def _new_state(params: dict[str, Any], given: Sequence[tuple[str, str]]) -> Bise
 
 def _plan(state: BisectState, params: dict[str, Any]) -> Path:
     """The range to bisect, from --versions or the npm registry; the run dir."""
+    from ocprobe.bisect.search import version_range
+    from ocprobe.openclaw.installs import InstallManager
+    from ocprobe.openclaw.semver import is_version
+
     if params["versions"] is not None:
         published = [v.strip() for v in params["versions"].split(",") if v.strip()]
         wrong = [v for v in published if not is_version(v)]
@@ -148,6 +156,9 @@ def _plan(state: BisectState, params: dict[str, Any]) -> Path:
 
 def _probe(state: BisectState, output: Output) -> tuple[VersionProbe, Installer | None]:
     """The per-version probe the settings describe (checked here), and the installer it needs."""
+    from ocprobe.bisect.probes import CommandProbe, GatewayProbe
+    from ocprobe.openclaw.installs import InstallManager, Stage
+
     s = state.settings
     if s["cmd"]:
         return CommandProbe(s["cmd"], s["cmd_timeout"]), None
@@ -213,6 +224,8 @@ class BisectView:
             f"{', '.join(state.versions)}" + (f" (resumed: {len(decided)} decided)" if decided else ""))
 
     def version_started(self, record: VersionRecord, bounds: tuple[str, str], untested: Sequence[str]) -> None:
+        from ocprobe.bisect.search import steps_left
+
         what = f"verifying --{record.role}" if record.role != "candidate" else "probing"
         self.output.info(f"step {record.step}: {what} {record.version}; open range {bounds[0]} .. {bounds[1]}: "
                          f"{len(untested)} untested, ~{steps_left(len(untested))} step(s) left")
@@ -233,6 +246,8 @@ class BisectView:
             f"{record.version}: {str(record.verdict).upper()} ({record.calls} calls, {record.seconds:.0f} s): {record.evidence}")
 
     def bisect_finished(self, state: BisectState, result: BisectResult | None, run_dir: Path) -> None:
+        from ocprobe.bisect.report import result_line
+
         resume = f"ocprobe bisect --resume {shlex.quote(str(run_dir))}"
         if result is None:
             self.output.data({"record": "bisect-end", "status": state.status, "message": state.message,

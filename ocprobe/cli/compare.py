@@ -19,8 +19,7 @@ from ocprobe.compare import (
 from ocprobe.engine import SequentialConfig
 from ocprobe.errors import UsageError
 from ocprobe.output.sink import Mode, Output
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
 from ocprobe.runner import log_patterns, run_probe
 from ocprobe.targets import DEFAULT_TOKEN_ENV, EmbeddedOptions, TargetSpec
 

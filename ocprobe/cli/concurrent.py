@@ -10,7 +10,7 @@ import typer
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output, report_writer
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, ConcurrentConfig
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
+from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
 from ocprobe.runner import log_patterns, run_probe
 from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
 import typer
@@ -16,10 +15,13 @@ from ocprobe.cli.common import execute, make_output
 from ocprobe.cli.options import Fault, Profile, QueueMode
 from ocprobe.errors import UsageError
 from ocprobe.reference.faults import FaultSpecError, parse_faults
-from ocprobe.reference.gateway import DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, GatewayConfig
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS
-from ocprobe.reference.serve import ServeInfo, serve as serve_gateway
-from ocprobe.targets import DEFAULT_TOKEN_ENV, PROVIDER_KEY_ENV, cache_dir, read_token, TargetSpec, write_secret
+from ocprobe.reference.defaults import (
+    DEFAULT_DEBOUNCE_MS, DEFAULT_LATENCY_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROVIDER_KEY_ENV,
+)
+from ocprobe.targets import DEFAULT_TOKEN_ENV, cache_dir, read_token, TargetSpec, write_secret
+
+if TYPE_CHECKING:
+    from ocprobe.reference.serve import ServeInfo
 
 app = typer.Typer(help="The built-in reference gateway.", no_args_is_help=True)
 
@@ -45,6 +47,9 @@ def serve(
     output = make_output("-" if json_out else None, False)
 
     def run() -> None:
+        from ocprobe.reference.gateway import GatewayConfig  # aiohttp: imported by this command only
+        from ocprobe.reference.serve import serve as serve_gateway
+
         if not 0 <= port <= 65535 or not 0 <= provider_port <= 65535:
             raise UsageError("ports must be between 0 and 65535")
         for name, value in (("--teardown-ms", teardown_ms), ("--queued-ack-ms", queued_ack_ms),
@@ -103,7 +108,7 @@ def _gateway_token(token_file: Path | None) -> tuple[str, Path | None]:
 
 
 def _ready(output, info: ServeInfo) -> None:  # type: ignore[no-untyped-def]
-    record = {"event": "ready", **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(info).items()}}
+    record = info.record()
     token = f"token in {info.token_file}" if info.token_file else f"token from ${DEFAULT_TOKEN_ENV}"
     human = (
         f"reference gateway ({info.profile}) ready, pid {info.pid}\n"

@@ -18,7 +18,6 @@ from ocprobe.cli.common import execute, make_output
 from ocprobe.errors import UsageError
 from ocprobe.openclaw.installs import Install, InstallBusy, InstallError, InstallManager, Stage
 from ocprobe.models import TargetInfo
-from ocprobe.openclaw.target import serve_up
 from ocprobe.output.sink import Mode, Output
 from ocprobe.targets import OPENCLAW_PREFIX, OpenClawOptions, new_run_dir
 
@@ -261,6 +260,8 @@ def up(
         output.data(record, human)
 
     def run() -> None:
+        from ocprobe.openclaw.target import serve_up  # the gateway's clients: imported by this command only
+
         directory = run_dir or new_run_dir(f"up-{version}")
         options = OpenClawOptions(config_fragment=openclaw_config, latency_ms=latency_ms)
         asyncio.run(serve_up(f"{OPENCLAW_PREFIX}{version}", directory, options, output.info, ready))

@@ -11,8 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ocprobe.reference.faults import describe_faults
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
 from ocprobe.targets import EmbeddedOptions, OpenClawOptions, TargetSpec
 
 

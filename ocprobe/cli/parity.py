@@ -12,7 +12,7 @@ from ocprobe.cli.common import execute, make_output
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
 from ocprobe.errors import UsageError
 from ocprobe.parity import run_parity
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
+from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
 from ocprobe.runner import log_patterns
 from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 

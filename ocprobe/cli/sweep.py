@@ -12,8 +12,7 @@ from ocprobe.cli.common import execute, make_output
 from ocprobe.cli import options as o
 from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
 from ocprobe.errors import UsageError
-from ocprobe.reference.gateway import DEFAULT_TEARDOWN_MS
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
 from ocprobe.runner import log_patterns
 from ocprobe.sweep import PARAMETERS, SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
 from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED

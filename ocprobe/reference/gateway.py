@@ -28,22 +28,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from ocprobe import __version__
+from ocprobe.reference.defaults import (
+    DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES,
+)
 from ocprobe.reference.faults import FaultInjector, FaultSpec
 from ocprobe.secret import same_secret
 
-PROFILES = ("healthy", "reply-run-race")
-QUEUE_MODES = ("steer", "collect")
 PROTOCOL_VERSION = 3
 METHODS = ("connect", "chat.send", "chat.history", "chat.abort", "agent.wait", "health", "status", "sessions.list")
 EVENTS = ("connect.challenge", "chat", "agent", "tick")
 MAX_PAYLOAD = 25 * 1024 * 1024
-DEFAULT_TEARDOWN_MS = 50.0  # the order of the window measured on the real gateway
-DEFAULT_QUEUED_ACK_MS = 300.0  # the real gateway's empty final came 260-320 ms after a queued send
-DEFAULT_DEBOUNCE_MS = 500.0  # follow-up queue debounce, the real default since 2026.4.29
 
 
 @dataclass
@@ -164,7 +162,7 @@ class ReferenceGateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False  # a drain cancelled by stop() must not schedule another
         self._final_waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._site_port = 0
         self.version = f"ocprobe-reference/{__version__} ({config.profile})"
@@ -180,7 +178,7 @@ class ReferenceGateway:
         return app
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0), trust_env=False)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120.0, connect=5.0), trust_env=False)
         self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
@@ -214,7 +212,7 @@ class ReferenceGateway:
             await self._runner.cleanup()
             self._runner = None
         if self._http:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
         self.log.close()
 
@@ -581,10 +579,11 @@ class ReferenceGateway:
         body = {"model": self.config.model, "messages": messages, "stream": True}
         headers = {"Authorization": f"Bearer {self.config.provider_api_key}"}
         text = ""
-        async with self._http.stream("POST", f"{self.config.provider_url}/chat/completions", json=body, headers=headers) as resp:
-            if resp.status_code != 200:
-                raise RuntimeError(f"HTTP {resp.status_code}")
-            async for line in resp.aiter_lines():
+        async with self._http.post(f"{self.config.provider_url}/chat/completions", json=body, headers=headers) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+            async for raw in resp.content:  # one SSE line at a time
+                line = raw.decode().rstrip("\r\n")
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()

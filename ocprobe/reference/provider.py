@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 import re
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,11 +20,10 @@ from typing import Any
 from aiohttp import web
 
 from ocprobe.models import WitnessRequest
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
 from ocprobe.secret import same_secret
 
 NONCE_PATTERN = r"ok-\d+-[0-9a-z]+"
-# Long enough that the race profile's drain retries land inside real runs, as with a real LLM.
-DEFAULT_LATENCY_MS = 250.0
 
 _MODEL_ID = "mock-model"
 
@@ -60,9 +60,13 @@ class ReferenceProvider:
         api_key: str | None = None,
         seed: int | None = None,
         nonce_pattern: str = NONCE_PATTERN,
+        sock: socket.socket | None = None,
     ) -> None:
-        if host != "127.0.0.1":
+        """``sock``: a socket bound (and listening) on 127.0.0.1 to serve on instead of ``port``, so that its
+        URL can be handed out before this module's imports are paid for."""
+        if host != "127.0.0.1" or (sock is not None and sock.getsockname()[0] != "127.0.0.1"):
             raise ValueError(f"the reference provider listens on 127.0.0.1 only, not {host!r}")
+        self._sock = sock
         self._latency_ms = latency_ms
         self._jitter_ms = jitter_ms
         self._host = host
@@ -82,7 +86,7 @@ class ReferenceProvider:
         # access_log=None: ocprobe's stdout carries its own report, not per-request lines.
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._requested_port)
+        site = web.SockSite(runner, self._sock) if self._sock is not None else web.TCPSite(runner, self._host, self._requested_port)
         try:
             await site.start()
         except BaseException:

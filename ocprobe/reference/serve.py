@@ -6,11 +6,13 @@ import asyncio
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ocprobe.reference.gateway import GatewayConfig, GatewayLog, ReferenceGateway
-from ocprobe.reference.provider import DEFAULT_LATENCY_MS, ReferenceProvider
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
+from ocprobe.reference.provider import ReferenceProvider
 
 
 @dataclass
@@ -24,6 +26,10 @@ class ServeInfo:
     profile: str
     pid: int
     faults: list[str]  # the injected faults, as --fault specs with their defaults
+
+    def record(self) -> dict[str, Any]:
+        """The ready line's JSON: what ``gateway serve --json`` prints and an embedded run waits for."""
+        return {"event": "ready", **{k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}}
 
 
 async def serve(

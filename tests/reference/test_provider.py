@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from ocprobe.reference.provider import ReferenceProvider
 
@@ -69,6 +71,31 @@ def test_base_url_and_port() -> None:
         assert provider.base_url == f"http://127.0.0.1:{provider.port}/v1"
 
     run(check)
+
+
+def test_serves_on_a_socket_bound_before_it_starts() -> None:
+    # An embedded run hands the socket's URL to the gateway child before the provider has started.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    port = sock.getsockname()[1]
+
+    async def check(provider: ReferenceProvider, client: httpx.AsyncClient) -> None:
+        assert provider.port == port
+        assert await reply_text(client, chat_body(("user", "ok-1-abc"))) == "ok-1-abc"
+
+    run(check, sock=sock)
+    assert sock.fileno() == -1  # stopping the provider closed it
+
+
+def test_refuses_a_socket_that_is_not_on_loopback() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.2", 0))  # loopback still, but not the one address allowed
+    try:
+        with pytest.raises(ValueError, match="127.0.0.1 only"):
+            ReferenceProvider(sock=sock)
+    finally:
+        sock.close()
 
 
 def test_streaming_sse() -> None:
