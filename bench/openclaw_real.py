@@ -6,9 +6,11 @@ raw websockets loop, and the gateway's RSS while it is probed.
                                   [--json out.json] [--dump 0]
 
 `ocprobe openclaw up` launches the gateway (installs come from $OCPROBE_CACHE). A listener connection records,
-per runId, the gateway's own run time (lifecycle end.endedAt - startedAt, ms). Per repetition, in alternating
-order: `ocprobe sequential` (own process) and a raw loop (this process, bench/rawws.py's helpers), each on a
-new session key. Overhead = client latency - gateway run time, same runId. Everything is on 127.0.0.1.
+per runId, the gateway's own run time from its broadcast `agent` lifecycle events: end's data.endedAt - start's
+data.startedAt (2026.5.3's end event carries no startedAt). Per repetition, in alternating order: `ocprobe
+sequential` (own process) and a raw loop (this process, bench/rawws.py's helpers), each on a new session key.
+Overhead = client latency - gateway run time, same runId; client and gateway share the host's wall clock, so
+it splits into send -> run start and run end -> final received. Everything is on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -108,7 +110,10 @@ def stop_up(proc: subprocess.Popen[bytes], gateway: tuple[int, str | None] | Non
                 pass
             proc.wait(10)
     if gateway and gateway[1] is not None and start_time(gateway[0]) == gateway[1]:
-        os.kill(gateway[0], signal.SIGKILL)
+        try:
+            os.kill(gateway[0], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class Sampler(threading.Thread):
@@ -171,6 +176,14 @@ class Listener(threading.Thread):
         run = self.runs.get(run_id) or {}
         return None if run.get("start") is None or run.get("end") is None else float(run["end"] - run["start"])
 
+    def split(self, row: dict[str, Any]) -> dict[str, float | None]:
+        """Client and gateway share the host's wall clock: the time before the run (send -> start) and after
+        it (end -> the client has the final), ms; Date.now() has 1 ms resolution."""
+        run = self.runs.get(row["run_id"]) or {}
+        if row["run_ms"] is None:
+            return {"pre_ms": None, "post_ms": None}
+        return {"pre_ms": run["start"] - row["started_at"] * 1000.0, "post_ms": row["ended_at"] * 1000.0 - run["end"]}
+
     def wait_for(self, run_ids: list[str], timeout: float = 5.0) -> None:
         """The end event may trail the client's final by a little: wait for it, bounded."""
         deadline = time.monotonic() + timeout
@@ -183,7 +196,7 @@ def ocprobe_rep(url: str, token: str, calls: int, gap: float, key: str) -> list[
     result = run_child(ocprobe_argv("sequential", "--target", url, "-n", str(calls), "--gap", f"{gap:g}",
                                     "--session-key", key, "--json", "-"),
                        env=env_for(token), timeout=120 + calls * (gap + CALL_TIMEOUT), cwd=workdir())
-    rows = [{"run_id": r["run_id"], "latency_ms": r["latency_ms"], "class": r["class"]}
+    rows = [{k: r[k] for k in ("run_id", "latency_ms", "class", "started_at", "ended_at")}
             for r in json_lines(result.stdout) if r.get("record") == "call"]
     if len(rows) != calls:
         raise BenchError(f"ocprobe sequential exited {result.returncode} with {len(rows)} of {calls} call records: "
@@ -199,7 +212,7 @@ async def raw_rep(url: str, token: str, calls: int, gap: float, key: str, tag: s
             if i > 1:
                 await asyncio.sleep(gap)
             run_id, nonce, req_id = f"raw-{tag}-{i}", f"ok-{i}-{tag}", f"chat.send-{tag}-{i}"
-            t0 = time.perf_counter()
+            t0, started_at, ack_ms = time.perf_counter(), time.time(), None
             await ws.send(json.dumps({"type": "req", "id": req_id, "method": "chat.send", "params": {
                 "sessionKey": key, "message": rawws.MESSAGE.format(nonce=nonce), "idempotencyKey": run_id}}))
             state, text, acked, deadline = None, "", False, t0 + CALL_TIMEOUT
@@ -211,15 +224,16 @@ async def raw_rep(url: str, token: str, calls: int, gap: float, key: str, tag: s
                     break
                 payload = frame.get("payload") or {}
                 if frame.get("type") == "res" and frame.get("id") == req_id:
-                    acked = True
+                    acked, ack_ms = True, (time.perf_counter() - t0) * 1000.0
                     if not frame.get("ok"):
                         state = "refused"
                         break
                 elif frame.get("event") == "chat" and payload.get("runId") == run_id and payload.get("state") in rawws.TERMINAL:
                     state, text = payload["state"], rawws._text(payload)
-            latency = (time.perf_counter() - t0) * 1000.0
+            latency, ended_at = (time.perf_counter() - t0) * 1000.0, time.time()
             cls = "real" if state == "final" and nonce in text else ("empty-final" if state == "final" else state)
-            rows.append({"run_id": run_id, "latency_ms": latency, "class": cls})
+            rows.append({"run_id": run_id, "latency_ms": latency, "class": cls, "started_at": started_at,
+                         "ended_at": ended_at, "ack_ms": ack_ms})
     finally:
         await ws.close()
     return rows
@@ -232,7 +246,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"calls": len(rows), "real": len(real), "not_real": len(rows) - len(real),
                            "timed": len(timed), "classes": sorted({r["class"] for r in rows})}
     for name, values in (("latency_ms", [r["latency_ms"] for r in real]), ("gateway_run_ms", [r["run_ms"] for r in timed]),
-                         ("outside_ms", [r["latency_ms"] - r["run_ms"] for r in timed])):
+                         ("outside_ms", [r["latency_ms"] - r["run_ms"] for r in timed]),
+                         ("pre_run_ms", [r["pre_ms"] for r in timed]), ("post_run_ms", [r["post_ms"] for r in timed]),
+                         ("ack_ms", [r["ack_ms"] for r in real if r.get("ack_ms") is not None])):
         if values:
             out[name] = {"median": round(statistics.median(values), 2), "p95": round(percentile(values, 95), 2)}
     return out
@@ -274,7 +290,10 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
                 listener.wait_for([r["run_id"] for r in got if r["class"] == "real"])
                 for r in got:
                     r.update(rep=rep, run_ms=listener.run_ms(r["run_id"]))
+                    r.update(listener.split(r))
                 rows[who] += got
+                if listener.error:
+                    raise BenchError(f"the listener lost its connection: {listener.error}")
                 log(f"  rep {rep + 1} {who:<7}: {sum(r['class'] == 'real' for r in got)}/{len(got)} real, "
                     f"{sum(r['run_ms'] is not None for r in got)} timed by the listener, "
                     f"median {statistics.median(r['latency_ms'] for r in got):.0f} ms")
@@ -324,15 +343,17 @@ def main() -> int:
     head = {"ocprobe_overhead_ms": oc["outside_ms"]["median"], "raw_overhead_ms": raw["outside_ms"]["median"]}
     head["difference_ms"] = round(head["ocprobe_overhead_ms"] - head["raw_overhead_ms"], 2)
     head["latency_ratio_ocprobe_raw"] = round(oc["latency_ms"]["median"] / raw["latency_ms"]["median"], 4)
-    log(f"\n{'client':<9}{'calls':>6}{'real':>6}{'timed':>7}  {'latency med/p95':>16}  {'gateway run med/p95':>20}"
-        f"  {'outside med/p95 (ms)':>20}")
+    columns = {"latency_ms": "latency", "gateway_run_ms": "gateway run", "outside_ms": "outside run",
+               "pre_run_ms": "send->start", "post_run_ms": "end->final"}
+    log(f"\n{'ms, median/p95':<15}{'calls':>6}{'real':>5}{'timed':>6}" + "".join(f"{c:>15}" for c in columns.values()))
     for name, s in (("ocprobe", oc), ("raw loop", raw)):
-        cols = [f"{s[k]['median']:.1f}/{s[k]['p95']:.1f}" if k in s else "-"
-                for k in ("latency_ms", "gateway_run_ms", "outside_ms")]
-        log(f"{name:<9}{s['calls']:>6}{s['real']:>6}{s['timed']:>7}  {cols[0]:>16}  {cols[1]:>20}  {cols[2]:>20}")
+        cols = [f"{s[k]['median']:.1f}/{s[k]['p95']:.1f}" if k in s else "-" for k in columns]
+        log(f"{name:<15}{s['calls']:>6}{s['real']:>5}{s['timed']:>6}" + "".join(f"{c:>15}" for c in cols))
     log(f"overhead over the gateway's own timing (median of latency - run ms): ocprobe {head['ocprobe_overhead_ms']:.1f} ms,"
         f" raw {head['raw_overhead_ms']:.1f} ms, difference {head['difference_ms']:+.1f} ms; median latency ocprobe/raw "
         f"{head['latency_ratio_ocprobe_raw']:.3f}x")
+    if "ack_ms" in raw:
+        log(f"raw loop: chat.send answered after {raw['ack_ms']['median']:.1f} ms (median), p95 {raw['ack_ms']['p95']:.1f} ms")
     log(f"gateway RSS: idle {rss['idle_mb']:.0f} MB, peak sampled {rss['peak_sampled_mb']:.0f} MB, VmHWM "
         f"{rss['vmhwm_at_ready_mb']:.0f} MB at ready -> {rss['vmhwm_at_end_mb']:.0f} MB at end, end {rss['end_mb']:.0f} MB "
         f"({rss['samples']} samples, 100 ms)")

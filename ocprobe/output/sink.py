@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -62,7 +63,9 @@ class JsonLinesFile:
 
     def close(self) -> None:
         if not self._file.closed:
-            os.fsync(self._file.fileno())
+            self._file.flush()
+            if stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):  # /dev/null or a pipe cannot be fsync'ed
+                os.fsync(self._file.fileno())
             self._file.close()
 
 

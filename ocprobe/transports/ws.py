@@ -185,7 +185,7 @@ class OpenClawWsTransport(Transport):
             if challenge.get("type") != "event" or challenge.get("event") != "connect.challenge":
                 raise ProtocolError(f"{self.url}: expected connect.challenge first, got {_brief(challenge)}")
             await ws.send(json.dumps(self._connect_frame()))
-            res = await self._recv_json(ws, "the connect response")
+            res = await self._recv_json(ws, "connect response")
         except websockets.exceptions.ConnectionClosed as exc:
             await ws.close()
             raise self._closed_during_handshake(exc) from None

@@ -99,6 +99,13 @@ def test_json_to_stdout_is_only_json(tmp_path: Path) -> None:
     assert [r["record"] for r in lines] == ["start", "call", "call", "run", "summary"]
 
 
+def test_json_to_a_device_that_cannot_be_synced(tmp_path: Path) -> None:
+    # The results file is fsync'ed at close: /dev/null (or a pipe) has nothing to sync and must not fail.
+    proc = ocprobe("sequential", "-n", "2", "--latency-ms", "0", "--json", os.devnull, tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert not proc.stderr.count("error")
+
+
 def test_token_never_reaches_outputs(tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
     run_dir = tmp_path / "run"
