@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY
 from ocprobe.classify import calibrated_floor, classify, name_pattern, percentile, sequence_strip
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import (
@@ -32,8 +33,6 @@ from ocprobe.models import (
 )
 from ocprobe.transports.base import Transport
 
-DEFAULT_MESSAGE = "Reply with exactly this token and nothing else: {nonce}"
-DEFAULT_SESSION_KEY = "agent:test:main"
 WAIT_MODES = ("final", "agent.wait")
 SETTLE_POLL = 0.05
 SETTLE_MIN_QUIET = 2.0  # longer than the gateways' follow-up debounce (0.5-1 s) so a queued turn is seen

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ocprobe import __version__
+from ocprobe.defaults import DEFAULT_TOKEN_ENV, EMBEDDED, OPENCLAW_PREFIX
 from ocprobe.engine import Witness
 from ocprobe.errors import TargetUnreachable, UsageError
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import TargetInfo
 from ocprobe.openclaw.semver import is_version
 from ocprobe.process import ManagedProcess
-from ocprobe.reference.faults import FaultSpecError, parse_faults
+from ocprobe.reference.fault_specs import FaultSpecError, parse_faults
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS, PROFILES, PROVIDER_KEY_ENV, QUEUE_MODES
 from ocprobe.secret import Redactor
 from ocprobe.transports import TRANSPORT_NAMES
@@ -36,9 +37,6 @@ if TYPE_CHECKING:  # imported where it is used: aiohttp is paid for by embedded 
     from ocprobe.reference.provider import ReferenceProvider
 from ocprobe.transports.relay_format import DEFAULT_OPENAI_MODEL, DEFAULT_RELAY_BODY, DEFAULT_REPLY_PATH, RelayBody, parse_reply_path
 
-EMBEDDED = "embedded"
-OPENCLAW_PREFIX = "openclaw@"
-DEFAULT_TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN"
 GATEWAY_START_TIMEOUT = 30.0
 TRANSPORTS = TRANSPORT_NAMES
 _DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # npm dist-tags: latest, beta, ...

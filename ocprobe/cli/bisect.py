@@ -3,7 +3,6 @@ statistics, installs prefetched, resumable after an interrupt."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import shlex
 import sys
@@ -17,19 +16,15 @@ from rich.text import Text
 from ocprobe.bisect.state import DONE, INTERRUPTED, LOG_NAME, REPORT_NAME, BisectState, VersionRecord, load
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output
-from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, OPENCLAW_PREFIX
 from ocprobe.errors import UsageError
-from ocprobe.models import CallRecord
-from ocprobe.output.sink import Mode, Output
-from ocprobe.runner import log_patterns
-from ocprobe.targets import DEFAULT_TOKEN_ENV, OPENCLAW_PREFIX, new_run_dir
 
-# The bisect machinery and the installer are imported by the functions that run a bisect: `ocprobe --help`
-# and the other commands do not pay for them.
 if TYPE_CHECKING:
     from ocprobe.bisect.report import BisectResult
     from ocprobe.bisect.run import Installer, VersionProbe
     from ocprobe.bisect.search import Batch
+    from ocprobe.models import CallRecord
+    from ocprobe.output.sink import Output
 
 # The sequential probe's options: what --scenario and --cmd replace.
 SEQUENTIAL_OPTIONS = ("calls", "gap", "session_key", "message", "wait", "timeout", "latency_ms", "openclaw_config",
@@ -78,6 +73,8 @@ def bisect(
     given = _given(ctx)
 
     def work() -> int:
+        import asyncio
+
         from ocprobe.bisect.run import Bisector
         from ocprobe.openclaw.installs import InstallManager
 
@@ -138,6 +135,7 @@ def _plan(state: BisectState, params: dict[str, Any]) -> Path:
     from ocprobe.bisect.search import version_range
     from ocprobe.openclaw.installs import InstallManager
     from ocprobe.openclaw.semver import is_version
+    from ocprobe.targets import new_run_dir
 
     if params["versions"] is not None:
         published = [v.strip() for v in params["versions"].split(",") if v.strip()]
@@ -157,7 +155,9 @@ def _plan(state: BisectState, params: dict[str, Any]) -> Path:
 def _probe(state: BisectState, output: Output) -> tuple[VersionProbe, Installer | None]:
     """The per-version probe the settings describe (checked here), and the installer it needs."""
     from ocprobe.bisect.probes import CommandProbe, GatewayProbe
+    from ocprobe.engine import SequentialConfig
     from ocprobe.openclaw.installs import InstallManager, Stage
+    from ocprobe.runner import log_patterns
 
     s = state.settings
     if s["cmd"]:
@@ -247,6 +247,7 @@ class BisectView:
 
     def bisect_finished(self, state: BisectState, result: BisectResult | None, run_dir: Path) -> None:
         from ocprobe.bisect.report import result_line
+        from ocprobe.output.sink import Mode
 
         resume = f"ocprobe bisect --resume {shlex.quote(str(run_dir))}"
         if result is None:

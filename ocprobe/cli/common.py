@@ -6,13 +6,15 @@ import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
 from ocprobe.errors import OcprobeError
 from ocprobe import __version__
-from ocprobe.output.sink import Mode, Output
+
+if TYPE_CHECKING:
+    from ocprobe.output.sink import Output
 
 T = TypeVar("T")
 
@@ -48,6 +50,8 @@ def report_writer(output: Output, directory: Path | None) -> Callable[[], None] 
 
 
 def make_output(json_path: str | None, quiet: bool) -> Output:
+    from ocprobe.output.sink import Mode, Output
+
     if json_path == "-":
         return Output(Mode.JSON)
     try:

@@ -2,26 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
-from rich.table import Table
 
 from ocprobe.cli.common import execute, make_output
-from ocprobe.compare import (
-    Sample, compare_all, compare_markdown, comparison_json, exit_code, load_sample, pair_line, sample_from_outcome,
-    sample_rows,
-)
-from ocprobe.engine import SequentialConfig
+from ocprobe.defaults import DEFAULT_TOKEN_ENV
 from ocprobe.errors import UsageError
-from ocprobe.output.sink import Mode, Output
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
-from ocprobe.runner import log_patterns, run_probe
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EmbeddedOptions, TargetSpec
+
+if TYPE_CHECKING:
+    from ocprobe.compare import Sample
+    from ocprobe.output.sink import Output
 
 
 def compare(
@@ -41,6 +36,14 @@ def compare(
     output = make_output("-" if json_out else None, False)
 
     def run() -> int:
+        import asyncio
+
+        from ocprobe.compare import compare_all, compare_markdown, exit_code, load_sample, sample_from_outcome
+        from ocprobe.engine import SequentialConfig
+        from ocprobe.output.sink import Mode, Output
+        from ocprobe.runner import log_patterns, run_probe
+        from ocprobe.targets import EmbeddedOptions, TargetSpec
+
         samples = [load_sample(path) for path in files or []]
         if len(samples) + len(target) < 2:
             raise UsageError("compare needs at least two results files or --target options")
@@ -64,6 +67,11 @@ def compare(
 
 
 def _render(output: Output, samples: list[Sample], comparisons: list) -> None:  # type: ignore[type-arg]
+    from rich.table import Table
+
+    from ocprobe.compare import comparison_json, pair_line, sample_rows
+    from ocprobe.output.sink import Mode
+
     if output.mode is Mode.JSON:
         output.data(comparison_json(samples, comparisons), "")
         return

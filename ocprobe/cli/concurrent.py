@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Optional
 
 import typer
 
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output, report_writer
-from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, ConcurrentConfig
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
-from ocprobe.runner import log_patterns, run_probe
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 
 
 def concurrent(
@@ -56,6 +53,11 @@ def concurrent(
 ) -> None:
     """Send N calls from C workers (or at --rate per second) over K sessions and classify each; per-session
     strips and throughput. Exit codes as for sequential."""
+    import asyncio
+
+    from ocprobe.engine import ConcurrentConfig
+    from ocprobe.runner import log_patterns, run_probe
+
     output = make_output(json_path, quiet)
     cfg = ConcurrentConfig(
         calls=calls, session_key=session_key, message=message, wait=wait.value, timeout=timeout,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 from pathlib import Path
@@ -14,11 +13,11 @@ import typer
 from ocprobe.cli.common import execute, make_output
 from ocprobe.cli.options import Fault, Profile, QueueMode
 from ocprobe.errors import UsageError
-from ocprobe.reference.faults import FaultSpecError, parse_faults
+from ocprobe.reference.fault_specs import FaultSpecError, parse_faults
 from ocprobe.reference.defaults import (
     DEFAULT_DEBOUNCE_MS, DEFAULT_LATENCY_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROVIDER_KEY_ENV,
 )
-from ocprobe.targets import DEFAULT_TOKEN_ENV, cache_dir, read_token, TargetSpec, write_secret
+from ocprobe.defaults import DEFAULT_TOKEN_ENV
 
 if TYPE_CHECKING:
     from ocprobe.reference.serve import ServeInfo
@@ -47,8 +46,11 @@ def serve(
     output = make_output("-" if json_out else None, False)
 
     def run() -> None:
-        from ocprobe.reference.gateway import GatewayConfig  # aiohttp: imported by this command only
+        import asyncio
+
+        from ocprobe.reference.gateway import GatewayConfig
         from ocprobe.reference.serve import serve as serve_gateway
+        from ocprobe.targets import cache_dir
 
         if not 0 <= port <= 65535 or not 0 <= provider_port <= 65535:
             raise UsageError("ports must be between 0 and 65535")
@@ -98,6 +100,8 @@ def _is_http_url(url: str) -> bool:
 
 def _gateway_token(token_file: Path | None) -> tuple[str, Path | None]:
     """A given token file, else the env variable, else a new token saved (0600) where the user can read it."""
+    from ocprobe.targets import TargetSpec, cache_dir, read_token, write_secret
+
     if token_file is not None or os.environ.get(DEFAULT_TOKEN_ENV):
         return read_token(TargetSpec(target="", token_file=token_file)), token_file
     path = cache_dir() / "gateway" / "gateway.token"

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -17,9 +16,10 @@ from rich.table import Table
 from ocprobe.cli.common import execute, make_output
 from ocprobe.errors import UsageError
 from ocprobe.openclaw.installs import Install, InstallBusy, InstallError, InstallManager, Stage
-from ocprobe.models import TargetInfo
-from ocprobe.output.sink import Mode, Output
-from ocprobe.targets import OPENCLAW_PREFIX, OpenClawOptions, new_run_dir
+
+if TYPE_CHECKING:
+    from ocprobe.models import TargetInfo
+    from ocprobe.output.sink import Output
 
 MB = 1e6
 GB = 1e9
@@ -50,6 +50,8 @@ def _install_json(manager: InstallManager, install: Install) -> dict[str, Any]:
 
 def _emit(output: Output, records: Sequence[dict[str, Any]], table: Table) -> None:
     """JSON lines in --json mode, else the table."""
+    from ocprobe.output.sink import Mode
+
     if output.mode is Mode.JSON:
         for record in records:
             output.data(record, "")
@@ -88,6 +90,8 @@ class _Tracker:
 
 @contextmanager
 def _tracking(output: Output) -> Iterator[_Tracker]:
+    from ocprobe.output.sink import Mode
+
     if output.mode is not Mode.HUMAN:
         yield _Tracker(None)
         return
@@ -260,7 +264,11 @@ def up(
         output.data(record, human)
 
     def run() -> None:
-        from ocprobe.openclaw.target import serve_up  # the gateway's clients: imported by this command only
+        import asyncio
+
+        from ocprobe.defaults import OPENCLAW_PREFIX
+        from ocprobe.openclaw.target import serve_up
+        from ocprobe.targets import OpenClawOptions, new_run_dir
 
         directory = run_dir or new_run_dir(f"up-{version}")
         options = OpenClawOptions(config_fragment=openclaw_config, latency_ms=latency_ms)

@@ -6,13 +6,15 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ocprobe.reference.faults import describe_faults
+from ocprobe.reference.fault_specs import describe_faults
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
-from ocprobe.targets import EmbeddedOptions, OpenClawOptions, TargetSpec
+
+if TYPE_CHECKING:
+    from ocprobe.targets import TargetSpec
 
 
 class WaitMode(str, Enum):
@@ -80,6 +82,8 @@ RunDir = Annotated[Optional[Path], typer.Option("--run-dir", help="Where gateway
 def target_spec(params: Mapping[str, Any]) -> TargetSpec:
     """The target options among a command's parameters (pass ``locals()``) as the core's ``TargetSpec``;
     options a command does not offer keep their defaults."""
+    from ocprobe.targets import EmbeddedOptions, OpenClawOptions, TargetSpec
+
     get = params.get
     latency_ms = get("latency_ms")
     transport = get("transport")

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 import typer
 
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output
-from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.errors import UsageError
-from ocprobe.parity import run_parity
 from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
-from ocprobe.runner import log_patterns
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 
 
 def parity(
@@ -43,6 +39,12 @@ def parity(
     base = o.target_spec({**locals(), "target": EMBEDDED})
 
     def work() -> int:
+        import asyncio
+
+        from ocprobe.engine import SequentialConfig
+        from ocprobe.parity import run_parity
+        from ocprobe.runner import log_patterns
+
         specs = [copy.deepcopy(base), copy.deepcopy(base)]
         if target:
             if len(target) != 2:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output, report_writer
 from ocprobe.errors import UsageError
-from ocprobe.scenario import find_scenario, list_scenarios, load_scenario, run_scenario
 
 app = typer.Typer(help="Scenario files shipped with ocprobe and in ./scenarios.", no_args_is_help=True)
 
@@ -28,6 +25,10 @@ def run(
     output = make_output(json_path, quiet)
 
     def work() -> int:
+        import asyncio
+
+        from ocprobe.scenario import find_scenario, load_scenario, run_scenario
+
         loaded = load_scenario(find_scenario(scenario), set_)
         if report is not None and loaded.mode == "sweep":
             raise UsageError("--report bundles a probe; a sweep writes its points with --json")
@@ -44,6 +45,8 @@ def run(
 @app.command("list")
 def list_(json_out: bool = typer.Option(False, "--json", help="One JSON record per scenario.")) -> None:
     """The scenarios in ./scenarios and those shipped with ocprobe, with their descriptions."""
+    from ocprobe.scenario import list_scenarios
+
     output = make_output("-" if json_out else None, False)
     found = list_scenarios()
     width = max((len(p.stem) for p, _ in found), default=0)

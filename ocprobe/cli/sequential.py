@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output, report_writer
-from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
-from ocprobe.runner import log_patterns, run_probe
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 
 
 def sequential(
@@ -52,6 +48,11 @@ def sequential(
 ) -> None:
     """Send N calls one after another to one session and classify each (exit 0 all real or gates pass,
     1 fail, 2 usage, connection or auth error, 3 inconclusive gate, 130 interrupted)."""
+    import asyncio
+
+    from ocprobe.engine import SequentialConfig
+    from ocprobe.runner import log_patterns, run_probe
+
     output = make_output(json_path, quiet)
     cfg = SequentialConfig(calls=calls, session_key=session_key, message=message, gap=gap, wait=wait.value,
                            timeout=timeout, floor_ms=floor_ms, settle=settle)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Optional
 
@@ -10,12 +9,9 @@ import typer
 
 from ocprobe.cli.common import execute, make_output
 from ocprobe.cli import options as o
-from ocprobe.engine import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, SequentialConfig
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.errors import UsageError
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
-from ocprobe.runner import log_patterns
-from ocprobe.sweep import PARAMETERS, SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
-from ocprobe.targets import DEFAULT_TOKEN_ENV, EMBEDDED
 
 
 def sweep(
@@ -50,6 +46,12 @@ def sweep(
     params = locals()
 
     def run() -> int:
+        import asyncio
+
+        from ocprobe.engine import SequentialConfig
+        from ocprobe.runner import log_patterns
+        from ocprobe.sweep import PARAMETERS, SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
+
         given = [(name, text) for name, text in (("gap", gaps), ("teardown_ms", teardowns_ms), ("latency_ms", latencies_ms))
                  if text is not None]
         if len(given) != 1:

@@ -24,7 +24,6 @@ from ocprobe.openclaw.fsutil import clear_leftovers, discard, disk_usage, file_l
 from ocprobe.openclaw.node import NodeStore
 from ocprobe.openclaw.npm import InstallError, Npm
 from ocprobe.openclaw.semver import Range, Version, is_version, sort_versions
-from ocprobe.targets import cache_dir
 
 PACKAGE = "openclaw"
 MARKER = ".ocprobe-install.json"
@@ -90,6 +89,8 @@ def _report(on_progress: ProgressFn | None, version: str) -> Callable[..., None]
 
 class InstallManager:
     def __init__(self, cache_root: Path | None = None, npm: Npm | None = None) -> None:
+        from ocprobe.targets import cache_dir  # the targets import the probe core: not for `ocprobe openclaw list`
+
         self.root = (cache_root or cache_dir()).absolute()  # npm runs in other directories
         self.openclaw_root = self.root / "openclaw"
         self.locks = self.root / "locks"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ocprobe.reference.defaults import PROVIDER_KEY_ENV
-from ocprobe.reference.faults import parse_faults
+from ocprobe.reference.fault_specs import parse_faults
 from ocprobe.reference.gateway import GatewayConfig
 from ocprobe.reference.serve import serve
 

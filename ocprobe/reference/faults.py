@@ -1,5 +1,6 @@
 """Fault profiles for the reference gateway: hostile behaviour on chosen ``chat.send`` calls, so that
-what a probe does with each one is tested against a real server.
+what a probe does with each one is tested against a real server. The catalogue and the parsing of the
+specs are in ``fault_specs.py``; this module injects them.
 
 A fault is written ``NAME:every=N`` (the Nth, 2Nth, ... ``chat.send`` the gateway receives) or
 ``NAME:rate=P[,seed=S]`` (each ``chat.send`` with probability P, drawn from the fault's own seeded
@@ -14,13 +15,14 @@ Faults apply to ``chat.send`` over the WebSocket; the HTTP relay and OpenAI endp
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ocprobe.reference.fault_specs import FAULTS, FaultSpec
 
 if TYPE_CHECKING:  # the gateway imports this module
     from aiohttp import web
@@ -32,120 +34,11 @@ WRONG_REPLY = "I cannot help with that."
 ERROR_KIND = "fault"
 OUT_OF_ORDER_WAIT = 30.0  # seconds an out-of-order answer waits for its run
 
-# name -> (what it does, options of its own with their defaults)
-FAULTS: dict[str, tuple[str, dict[str, float]]] = {
-    "hang": ("the run's final is never sent", {}),
-    "drop": ("the socket is closed when the final is due", {}),
-    "error-state": ("the run ends with state error and an errorKind", {}),
-    "error-frame": ("chat.send is answered ok:false and no run starts", {}),
-    "garbage": ("non-JSON, binary and wrongly shaped frames come before the answer", {}),
-    "wrong-reply": ("the reply text lacks the nonce", {}),
-    "slow-provider": ("the LLM call starts ms later", {"ms": 2000.0}),
-    "duplicate-final": ("the final is sent twice", {}),
-    "out-of-order": ("a final of a run nobody started, then the whole run before the chat.send answer", {}),
-    "oversize": ("hello advertises maxPayload=bytes; a larger frame comes before the final", {"bytes": 65536.0}),
-    "auth-flap": ("the socket is closed when the final is due and the next `connects` connects are refused",
-                  {"connects": 1.0}),
-    "stall-handshake": ("the socket is closed when the final is due and the next `connects` connects get no "
-                        "challenge for ms", {"connects": 1.0, "ms": 1000.0}),
-}
-SELECTORS = ("every", "rate", "seed")
-# (low, high, integer) per option
-_RANGES: dict[str, tuple[float, float, bool]] = {
-    "every": (1, 1_000_000, True),
-    "rate": (0, 1, False),  # low end excluded below
-    "seed": (0, 2**32 - 1, True),
-    "ms": (0, 600_000, False),
-    "bytes": (1024, 16 * 1024 * 1024, True),
-    "connects": (1, 1000, True),
-}
 # Faults that close the client's socket when the run's final is due. The run itself ends as usual, so
 # the session is idle again for the next call: only the hit call sees the fault.
 _CLOSING = ("drop", "auth-flap", "stall-handshake")
 # Faults acting on the whole exchange of one chat.send; the others act on the run's events.
 _EXCHANGE = ("error-frame", "garbage", "out-of-order")
-
-
-class FaultSpecError(ValueError):
-    """A ``--fault`` that does not parse; the message is one line naming what is wrong."""
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    name: str
-    every: int | None = None
-    rate: float | None = None
-    seed: int = 0
-    options: tuple[tuple[str, float], ...] = ()  # the fault's own options, defaults filled in
-
-    def option(self, key: str) -> float:
-        return dict(self.options)[key]
-
-    def text(self) -> str:
-        """The spec in the form ``parse_fault`` reads, defaults included (for a child's argv and logs)."""
-        parts = [f"every={self.every}"] if self.every is not None else [f"rate={self.rate:g}", f"seed={self.seed}"]
-        parts += [f"{key}={value:g}" for key, value in self.options]
-        return f"{self.name}:{','.join(parts)}"
-
-
-def parse_fault(text: str) -> FaultSpec:
-    """``NAME:every=N`` or ``NAME:rate=P[,seed=S]``, then the fault's own ``KEY=VALUE`` options."""
-    name, _, rest = text.strip().partition(":")
-    where = f"bad --fault {text!r}"
-    if name not in FAULTS:
-        raise FaultSpecError(f"{where}: unknown fault {name!r} (choose from {', '.join(FAULTS)})")
-    own = FAULTS[name][1]
-    values: dict[str, float] = {}
-    for item in rest.split(",") if rest.strip() else []:
-        key, eq, raw = item.strip().partition("=")
-        if not eq or not key:
-            raise FaultSpecError(f"{where}: expected KEY=VALUE, got {item.strip()!r}")
-        if key not in SELECTORS and key not in own:
-            allowed = ", ".join([*SELECTORS, *own])
-            raise FaultSpecError(f"{where}: unknown option {key!r} ({name} takes {allowed})")
-        if key in values:
-            raise FaultSpecError(f"{where}: {key} given twice")
-        values[key] = _number(where, key, raw.strip())
-    if ("every" in values) == ("rate" in values):
-        raise FaultSpecError(f"{where}: give exactly one of every=N or rate=P")
-    if "seed" in values and "rate" not in values:
-        raise FaultSpecError(f"{where}: seed goes with rate=P only")
-    return FaultSpec(
-        name=name,
-        every=int(values["every"]) if "every" in values else None,
-        rate=values.get("rate"),
-        seed=int(values.get("seed", 0)),
-        options=tuple((key, values.get(key, default)) for key, default in own.items()),
-    )
-
-
-def parse_faults(texts: Iterable[str]) -> tuple[FaultSpec, ...]:
-    specs = tuple(parse_fault(text) for text in texts)
-    names = [spec.name for spec in specs]
-    for name in names:
-        if names.count(name) > 1:
-            raise FaultSpecError(f"bad --fault: {name} given twice (one --fault per fault name)")
-    return specs
-
-
-def _number(where: str, key: str, raw: str) -> float:
-    low, high, integer = _RANGES[key]
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        kind = "an integer" if integer else "a number"
-        raise FaultSpecError(f"{where}: {key} must be {kind}, got {raw!r}") from None
-    if not math.isfinite(value) or not low <= value <= high or (key == "rate" and value == 0):
-        bounds = "0 < rate <= 1" if key == "rate" else f"{key} between {low:g} and {high:g}"
-        raise FaultSpecError(f"{where}: {key} out of range ({bounds}), got {raw}")
-    return value
-
-
-def describe_faults() -> str:
-    """One line per fault for ``--help``."""
-    return "; ".join(
-        f"{name}{''.join(f',{k}={v:g}' for k, v in own.items())}: {what}" for name, (what, own) in FAULTS.items()
-    )
 
 
 def _garbage_frames(run_id: str) -> list[str | bytes]:

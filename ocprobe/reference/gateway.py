@@ -35,7 +35,8 @@ from ocprobe import __version__
 from ocprobe.reference.defaults import (
     DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES,
 )
-from ocprobe.reference.faults import FaultInjector, FaultSpec
+from ocprobe.reference.fault_specs import FaultSpec
+from ocprobe.reference.faults import FaultInjector
 from ocprobe.secret import same_secret
 
 PROTOCOL_VERSION = 3

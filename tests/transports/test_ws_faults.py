@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from ocprobe.errors import AuthFailed, TargetUnreachable
-from ocprobe.reference.faults import parse_faults
+from ocprobe.reference.fault_specs import parse_faults
 from ocprobe.reference.gateway import GatewayConfig, GatewayLog, ReferenceGateway
 from ocprobe.reference.provider import ReferenceProvider
 from ocprobe.transports.ws import OpenClawWsTransport
