@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY
 from ocprobe.classify import calibrated_floor, classify, name_pattern, percentile, sequence_strip
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import (
     CallClass,

@@ -303,10 +303,10 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
                                  name="gateway", env={**os.environ, PROVIDER_KEY_ENV: provider_key},
                                  on_line=logs.feed_line, redact=Redactor([token, provider_key]))
         await gateway.start()
-        from ocprobe.reference import provider as reference_provider
+        from ocprobe.reference import provider as reference_provider  # aiohttp, while the child starts
 
-        provider = reference_provider.ReferenceProvider(latency_ms=options.latency_ms, jitter_ms=options.jitter_ms, api_key=provider_key,
-                                     sock=provider_sock)
+        provider = reference_provider.ReferenceProvider(
+            latency_ms=options.latency_ms, jitter_ms=options.jitter_ms, api_key=provider_key, sock=provider_sock)
         await provider.start()
         ready = await _ready_line(gateway)
         url = str(ready["url"])

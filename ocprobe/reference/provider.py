@@ -64,8 +64,9 @@ class ReferenceProvider:
     ) -> None:
         """``sock``: a socket bound (and listening) on 127.0.0.1 to serve on instead of ``port``, so that its
         URL can be handed out before this module's imports are paid for."""
-        if host != "127.0.0.1" or (sock is not None and sock.getsockname()[0] != "127.0.0.1"):
-            raise ValueError(f"the reference provider listens on 127.0.0.1 only, not {host!r}")
+        address = sock.getsockname()[0] if sock is not None else host
+        if address != "127.0.0.1":
+            raise ValueError(f"the reference provider listens on 127.0.0.1 only, not {address!r}")
         self._sock = sock
         self._latency_ms = latency_ms
         self._jitter_ms = jitter_ms

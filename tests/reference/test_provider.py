@@ -92,7 +92,7 @@ def test_refuses_a_socket_that_is_not_on_loopback() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.2", 0))  # loopback still, but not the one address allowed
     try:
-        with pytest.raises(ValueError, match="127.0.0.1 only"):
+        with pytest.raises(ValueError, match="127.0.0.1 only, not .127.0.0.2."):
             ReferenceProvider(sock=sock)
     finally:
         sock.close()
