@@ -138,15 +138,23 @@ class ManagedProcess:
         proc = self._proc
         if proc is None:
             return
-        if proc.returncode is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), grace)
-                except asyncio.TimeoutError:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    await proc.wait()
-            except ProcessLookupError:
-                pass
+        await terminate(proc, grace)
         await asyncio.gather(*self._readers, return_exceptions=True)
         self._readers = []
+
+
+async def terminate(proc: asyncio.subprocess.Process, grace: float, *, group: bool = False) -> None:
+    """SIGTERM to our child ``proc`` (with ``group``, to the process group it leads), SIGKILL after ``grace``
+    seconds if it has not exited. Only ever by its PID: nothing is stopped by name."""
+    if proc.returncode is not None:
+        return
+    send = os.killpg if group else os.kill
+    try:
+        send(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except asyncio.TimeoutError:
+            send(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    except ProcessLookupError:
+        pass

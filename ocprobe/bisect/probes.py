@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import secrets
 import shlex
-import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -30,6 +28,7 @@ from ocprobe.errors import UsageError
 from ocprobe.gates import overall_status, probe_metrics
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import CallRecord, ProbeResult
+from ocprobe.process import terminate
 from ocprobe.runner import AUTO_SESSION_KEY, prepare_gates, validate_config, validate_log_paths
 from ocprobe.targets import OpenTarget, TargetSpec, open_target, validate_target
 
@@ -156,11 +155,11 @@ class CommandProbe:
             try:
                 code = await asyncio.wait_for(proc.wait(), self.timeout)
             except asyncio.TimeoutError:
-                await _stop_group(proc)
+                await terminate(proc, KILL_GRACE, group=True)  # the group: the command's own children too
                 return Batch(failed=0, trials=0, calls=1, note=f"timed out (log {log})",
                              skip=f"the command timed out after {self.timeout:g} s (log {log})")
             except BaseException:
-                await _stop_group(proc)
+                await terminate(proc, KILL_GRACE, group=True)
                 raise
         last = _last_line(log)
         note = f"exit {code}{f': {last}' if last else ''}"
@@ -170,21 +169,6 @@ class CommandProbe:
             raise BisectAborted(f"the command exited {code} on {version}: above {ABORT_ABOVE} (or killed by a "
                                 f"signal) stops the bisect, as in git bisect run (output in {log})")
         return Batch(failed=int(code != 0), trials=1, calls=1, note=note, figures={"exit_code": code, "log": str(log)})
-
-
-async def _stop_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM to the command's process group (its id is our child's PID), SIGKILL after a grace period."""
-    if proc.returncode is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), KILL_GRACE)
-        except asyncio.TimeoutError:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    except ProcessLookupError:
-        pass
 
 
 def _last_line(path: Path, limit: int = 120) -> str:
