@@ -1,3 +1,3 @@
-from ocprobe.cli import main
+from ocprobe.cli import entry
 
-main()
+entry()

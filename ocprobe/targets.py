@@ -299,8 +299,11 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
             "teardown_ms": options.teardown_ms, "queue_mode": options.queue_mode, "drop_queued": options.drop_queued,
             "faults": list(options.faults), "token_file": str(token_file), "log_file": str(run_dir / "gateway-error.log"),
         }), encoding="utf-8")
+        # The child speaks plain HTTP on loopback only. aiohttp builds a verifying TLS context when imported,
+        # which parses the system's CA bundle: ~50 ms of every embedded start, spared by an empty bundle.
+        child_env = {**os.environ, PROVIDER_KEY_ENV: provider_key, "SSL_CERT_FILE": os.devnull}
         gateway = ManagedProcess([sys.executable, "-m", "ocprobe.reference", str(child_spec)], log_dir=run_dir,
-                                 name="gateway", env={**os.environ, PROVIDER_KEY_ENV: provider_key},
+                                 name="gateway", env=child_env,
                                  on_line=logs.feed_line, redact=Redactor([token, provider_key]))
         await gateway.start()
         from ocprobe.reference import provider as reference_provider  # aiohttp, while the child starts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 import typer
 
@@ -76,3 +77,20 @@ def main() -> None:
         typer.echo(f"error: internal error: {type(exc).__name__}: {exc} (set OCPROBE_DEBUG=1 for a traceback)", err=True)
         sys.exit(2)
     sys.exit(code or 0)
+
+
+def entry() -> None:
+    """The ``ocprobe`` command: ``main()``, then a quick exit. By then every file ocprobe wrote is closed (and
+    fsync'ed) and every process it started is stopped. The interpreter's own teardown of the ~400 modules
+    loaded (aiohttp, rich, websockets) would add ~70 ms to every run, and nothing in it is ocprobe's."""
+    try:
+        main()
+    except SystemExit as done:
+        if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+            raise  # a worker still finishing (an install): the interpreter joins it
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:  # a reader that went away (ocprobe ... | head): nothing left to tell it
+            pass
+        os._exit(done.code if isinstance(done.code, int) else 1)

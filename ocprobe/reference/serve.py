@@ -8,11 +8,13 @@ import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocprobe.reference.gateway import GatewayConfig, GatewayLog, ReferenceGateway
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
-from ocprobe.reference.provider import ReferenceProvider
+
+if TYPE_CHECKING:
+    from ocprobe.reference.provider import ReferenceProvider
 
 
 @dataclass
@@ -43,8 +45,11 @@ async def serve(
 ) -> None:
     provider: ReferenceProvider | None = None
     if not config.provider_url:
-        provider = ReferenceProvider(latency_ms=latency_ms, jitter_ms=jitter_ms, port=provider_port,
-                                     api_key=config.provider_api_key)
+        # Imported here: the gateway child of an embedded run is given its provider and needs none.
+        from ocprobe.reference import provider as reference_provider
+
+        provider = reference_provider.ReferenceProvider(
+            latency_ms=latency_ms, jitter_ms=jitter_ms, port=provider_port, api_key=config.provider_api_key)
         await provider.start()
         config.provider_url = provider.base_url
     gateway = ReferenceGateway(config, log=GatewayLog(config.log_file))
