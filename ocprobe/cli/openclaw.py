@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ocprobe.cli.common import execute, make_output
 from ocprobe.errors import UsageError
-from ocprobe.openclaw.installs import Install, InstallBusy, InstallError, InstallManager, Stage
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the install machinery and rich's progress are imported by the commands that use them
+    from rich.progress import Progress
+
     from ocprobe.models import TargetInfo
+    from ocprobe.openclaw.installs import Install, InstallManager, Stage
     from ocprobe.output.sink import Output
 
 MB = 1e6
@@ -72,6 +73,8 @@ class _Tracker:
         self.outcome: dict[str, Stage] = {}
 
     def __call__(self, version: str, stage: Stage, detail: str) -> None:
+        from ocprobe.openclaw.installs import Stage
+
         now = time.monotonic()
         with self._lock:
             self.started.setdefault(version, now)
@@ -90,6 +93,8 @@ class _Tracker:
 
 @contextmanager
 def _tracking(output: Output) -> Iterator[_Tracker]:
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from ocprobe.output.sink import Mode
 
     if output.mode is not Mode.HUMAN:
@@ -117,6 +122,8 @@ def install(
     output = make_output("-" if json_out else None, False)
 
     def run() -> int:
+        from ocprobe.openclaw.installs import Install, InstallError, InstallManager, Stage
+
         if parallel < 1:
             raise UsageError("--parallel must be at least 1")
         if cache_max_gb is not None and cache_max_gb <= 0:
@@ -172,6 +179,8 @@ def list_installs(
     output = make_output("-" if json_out else None, False)
 
     def run() -> None:
+        from ocprobe.openclaw.installs import InstallManager
+
         manager = InstallManager()
         installs = manager.installed()
         table = Table(title=f"openclaw installs in {manager.openclaw_root}", title_justify="left")
@@ -212,6 +221,8 @@ def remove(
     output = make_output("-" if json_out else None, False)
 
     def run() -> int:
+        from ocprobe.openclaw.installs import InstallBusy, InstallManager
+
         if bool(versions) == all_:
             raise UsageError("give the versions to remove, or --all (not both)")
         manager = InstallManager()
