@@ -227,7 +227,8 @@ class ProbeEngine:
         self.transport = transport
         self.target = target
         self.witness = witness
-        self._witnessed: dict[str, list[float]] = {}  # nonce -> when the witness saw it, indexed as it grows
+        # nonce -> when the witness saw it, indexed as it grows; a call's entry goes once its fate is settled
+        self._witnessed: dict[str, list[float]] = {}
         self._witness_cursor = 0
         self.logs = logs
         self.observer = observer
@@ -273,6 +274,9 @@ class ProbeEngine:
         self.records.append(record)
         if record.cls is CallClass.REAL:
             self._real.append(record.latency_ms)
+        if not _fate_open(record):
+            # Only calls whose fate is open look for their nonce in the witness again (a late run).
+            self._witnessed.pop(record.nonce, None)
         self.observer.call_finished(record)
 
     # -- the ways calls are sent -------------------------------------------------------------
@@ -406,7 +410,8 @@ class ProbeEngine:
             cls=verdict.cls,
             evidence=verdict.evidence,
             llm_reached=verdict.llm_reached,
-            reply=outcome.text,
+            # The reference LLM replies with the nonce alone: the record keeps one string, not two equal ones.
+            reply=nonce if outcome.text == nonce else outcome.text,
             state=outcome.state,
             error=error,
             run=cfg.run,
@@ -435,8 +440,7 @@ class ProbeEngine:
 
     # -- after the last call ----------------------------------------------------------------
     def _pending(self) -> list[CallRecord]:
-        """Calls whose message did not reach the LLM while they ran: their fate is still open."""
-        return [r for r in self.records if r.cls is not CallClass.REAL and r.llm_reached is not True]
+        return [r for r in self.records if _fate_open(r)]
 
     async def _settle(self, cfg: ProbeConfig) -> None:
         """Watch for queued turns running late until every open call is resolved or all is quiet."""
@@ -513,6 +517,11 @@ class ProbeEngine:
         return ProbeResult(**fields)  # type: ignore[arg-type]
 
 
+def _fate_open(record: CallRecord) -> bool:
+    """A call whose message did not reach the LLM while it ran: what became of it is decided at the end."""
+    return record.cls is not CallClass.REAL and record.llm_reached is not True
+
+
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
     for task in tasks:
         task.cancel()
@@ -585,22 +594,22 @@ def attach_log_matches(records: Sequence[CallRecord], matches: Sequence[LogMatch
     3. With none in flight, the latest call started before the match (the log line outlived it).
     4. A match before any such call started belongs to no call.
     """
-    ordered = sorted(records, key=lambda r: (r.started_at, r.index))
-    for record in ordered:
-        record.log_matches = []
-    if not matches:
-        return  # nothing to place: spare compiling a pattern per session key
-    keys = {r.session_key for r in ordered}
-    # A key must not continue with a name character: "main-s1" is not named by "main-s10".
-    named = {key: re.compile(re.escape(key) + r"(?![\w-])", re.IGNORECASE) for key in keys} if len(keys) > 1 else {}
-    for match in matches:
-        sessions = {key for key, pattern in named.items() if pattern.search(match.line)}
-        started = [r for r in ordered if r.started_at <= match.at and (not sessions or r.session_key in sessions)]
-        in_flight = [r for r in started if r.ended_at >= match.at]
-        owner = (in_flight or started or [None])[-1]
-        match.call = owner.index if owner else None
-        if owner is not None:
-            owner.log_matches.append(match)
+    owned: dict[int, list[LogMatch]] = {}  # id of a record -> its matches, in order
+    if matches:  # with none, spare sorting the calls and compiling a pattern per session key
+        ordered = sorted(records, key=lambda r: (r.started_at, r.index))
+        keys = {r.session_key for r in ordered}
+        # A key must not continue with a name character: "main-s1" is not named by "main-s10".
+        named = {key: re.compile(re.escape(key) + r"(?![\w-])", re.IGNORECASE) for key in keys} if len(keys) > 1 else {}
+        for match in matches:
+            sessions = {key for key, pattern in named.items() if pattern.search(match.line)}
+            started = [r for r in ordered if r.started_at <= match.at and (not sessions or r.session_key in sessions)]
+            in_flight = [r for r in started if r.ended_at >= match.at]
+            owner = (in_flight or started or [None])[-1]
+            match.call = owner.index if owner else None
+            if owner is not None:
+                owned.setdefault(id(owner), []).append(match)
+    for record in records:
+        record.log_matches = tuple(owned.get(id(record), ()))
 
 
 def pooled_summary(results: Sequence[ProbeResult]) -> ProbeSummary:

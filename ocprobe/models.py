@@ -7,9 +7,12 @@ clock and given in milliseconds.
 
 from __future__ import annotations
 
+import sys
+from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, overload
 
 
 # The layout of the --json records (start, call, settle, run, summary): bumped when a field is renamed,
@@ -53,6 +56,57 @@ class WitnessRequest:
     nonces: tuple[str, ...]
     model: str
     stream: bool
+
+
+class WitnessLog(Sequence[WitnessRequest]):
+    """The requests a provider received, in arrival order, only ever appended to.
+
+    Kept by column and given out as ``WitnessRequest``s built on access: a long probe keeps one request per
+    call, and as objects (the request, its ``at`` float, its ``seq`` int, a nonce string in a tuple, the
+    model name decoded anew from every body) they cost ~300 bytes each; in columns, ~40.
+    """
+
+    def __init__(self) -> None:
+        self._at = array("d")
+        self._first_nonce = array("I")  # per request: the position of its first nonce in _nonce_ends
+        self._nonce_ends = array("I")  # per nonce: where its UTF-8 text ends in _nonce_text
+        self._nonce_text = bytearray()
+        self._models: list[str] = []
+        self._stream = bytearray()
+
+    def append(self, at: float, nonces: tuple[str, ...], model: str, stream: bool) -> None:
+        """Record the next request; its ``seq`` is its position, counted from 1."""
+        self._at.append(at)
+        self._first_nonce.append(len(self._nonce_ends))
+        for nonce in nonces:
+            self._nonce_text += nonce.encode()
+            self._nonce_ends.append(len(self._nonce_text))
+        self._models.append(sys.intern(model))  # interned: every request names the same few models
+        self._stream.append(stream)
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    @overload
+    def __getitem__(self, index: int) -> WitnessRequest: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[WitnessRequest]: ...
+
+    def __getitem__(self, index: int | slice) -> WitnessRequest | list[WitnessRequest]:
+        if isinstance(index, slice):
+            return [self._request(i) for i in range(*index.indices(len(self)))]
+        return self._request(range(len(self))[index])  # negative indices, and IndexError past the end
+
+    def _request(self, i: int) -> WitnessRequest:
+        first = self._first_nonce[i]
+        last = self._first_nonce[i + 1] if i + 1 < len(self) else len(self._nonce_ends)
+        nonces = tuple(self._nonce(n) for n in range(first, last))
+        return WitnessRequest(seq=i + 1, at=self._at[i], nonces=nonces, model=self._models[i], stream=bool(self._stream[i]))
+
+    def _nonce(self, n: int) -> str:
+        start = self._nonce_ends[n - 1] if n else 0
+        return self._nonce_text[start:self._nonce_ends[n]].decode()
 
 
 @dataclass(slots=True)
@@ -114,7 +168,7 @@ class CallRecord:
     reply: str
     state: str
     error: str | None = None
-    log_matches: list[LogMatch] = field(default_factory=list)
+    log_matches: tuple[LogMatch, ...] = ()  # a tuple: no empty list kept per call that has none
     fate: Fate | None = None
     late: LateReply | None = None
     run: int = 1  # which repeat of the probe (--repeat)

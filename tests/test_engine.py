@@ -22,7 +22,9 @@ from ocprobe.engine import (
 )
 from ocprobe.errors import TargetUnreachable, UsageError
 from ocprobe.logwatch import LogWatcher
-from ocprobe.models import CallClass, CallRecord, ChatOutcome, Evidence, LogMatch, ProbeResult, TargetInfo, WitnessRequest
+from ocprobe.models import (
+    CallClass, CallRecord, ChatOutcome, Evidence, Fate, LogMatch, ProbeResult, TargetInfo, WitnessLog, WitnessRequest,
+)
 from ocprobe.runner import validate_config
 from ocprobe.transports.base import Transport
 
@@ -272,3 +274,56 @@ def test_pooled_concurrency_sums_wall_time() -> None:
 def test_concurrent_config_validation(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=re.escape(message)):
         validate_config(ConcurrentConfig(**changes))
+
+
+class QueueingGateway(Transport):
+    """Every even call's turn is queued: it ends at once with an empty final, and its message reaches the
+    LLM (the witness) a little later. Odd calls are real and reply with their nonce."""
+
+    def __init__(self) -> None:
+        self.requests = WitnessLog()
+        self.late: list[asyncio.Task[None]] = []
+
+    async def open(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def send(self, session_key: str, message: str, idempotency_key: str, timeout: float) -> ChatOutcome:
+        started_at = time.time()
+        nonce = NONCE.search(message).group()  # type: ignore[union-attr]
+        if int(nonce.split("-")[1]) % 2 == 0:
+            self.late.append(asyncio.create_task(self._run_late(nonce)))
+            text = ""
+        else:
+            self.requests.append(time.time(), (nonce,), "m", True)
+            await asyncio.sleep(0.01)
+            text = nonce
+        return ChatOutcome(run_id=idempotency_key, state="final", text=text, started_at=started_at, ended_at=time.time(),
+                           latency_ms=(time.time() - started_at) * 1000)
+
+    async def _run_late(self, nonce: str) -> None:
+        await asyncio.sleep(0.05)
+        self.requests.append(time.time(), (nonce,), "m", True)
+
+
+def test_late_runs_are_found_while_the_witness_index_keeps_only_open_calls() -> None:
+    async def main() -> tuple[ProbeResult, ProbeEngine]:
+        logs = LogWatcher()
+        gateway = QueueingGateway()
+        engine = ProbeEngine(gateway, TargetInfo(target="fake", witness=True), witness=gateway, logs=logs,
+                             observer=Observer())
+        result = await engine.run(SequentialConfig(calls=6, settle=0.3))
+        await asyncio.gather(*gateway.late)
+        return result, engine
+
+    result, engine = asyncio.run(main())
+    real, queued = result.records[::2], result.records[1::2]
+    assert all(r.cls is CallClass.REAL and r.fate is None for r in real)
+    # The reference LLM's reply is the nonce: the record keeps one string for both.
+    assert all(r.reply is r.nonce for r in real)
+    assert all(r.cls is CallClass.FAST_FAIL and r.fate is Fate.RAN_LATE and r.late and r.late.via == "witness"
+               for r in queued)
+    # A real call's witness times are not needed after it is classified; an open call's decided its fate.
+    assert set(engine._witnessed) == {r.nonce for r in queued}

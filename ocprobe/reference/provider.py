@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ocprobe.models import WitnessRequest
+from ocprobe.models import WitnessLog, WitnessRequest
 from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
 from ocprobe.secret import same_secret
 
@@ -75,7 +75,7 @@ class ReferenceProvider:
         self._api_key = api_key
         self._rng = random.Random(seed)
         self._nonce_re = re.compile(nonce_pattern)
-        self._record: list[WitnessRequest] = []
+        self._record = WitnessLog()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -164,9 +164,7 @@ class ReferenceProvider:
         nonces = self._find_nonces(body["messages"])
         # Record on arrival, before the simulated latency: the witness time is when the LLM was reached.
         # seq counts from 1 in arrival order.
-        self._record.append(
-            WitnessRequest(seq=len(self._record) + 1, at=time.time(), nonces=nonces, model=model, stream=stream)
-        )
+        self._record.append(at=time.time(), nonces=nonces, model=model, stream=stream)
 
         await asyncio.sleep((self._latency_ms + self._rng.uniform(0.0, self._jitter_ms)) / 1000.0)
 

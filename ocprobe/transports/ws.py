@@ -12,8 +12,8 @@ import itertools
 import json
 import sys
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import websockets
@@ -79,7 +79,8 @@ def parse_chat_event(frame: dict[str, Any]) -> ChatUpdate | None:
     return ChatUpdate(
         run_id=payload["runId"],
         session_key=_str(payload.get("sessionKey")) or "",
-        state=_str(payload.get("state")) or "",
+        # Interned: a call's record keeps its state, one of a few words decoded anew from every frame.
+        state=sys.intern(_str(payload.get("state")) or ""),
         text=message_text(payload.get("message")),
         error_message=_str(payload.get("errorMessage")),
         error_kind=_str(payload.get("errorKind")),
@@ -124,7 +125,6 @@ class _Run:
     error_message: str | None = None
     error_kind: str | None = None
     lost: str | None = None  # why the connection died under the run
-    seen: list[str] = field(default_factory=list)
 
 
 class OpenClawWsTransport(Transport):
@@ -147,7 +147,10 @@ class OpenClawWsTransport(Transport):
         self._reconnecting: asyncio.Lock | None = None  # made in the running loop, on first use
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._runs: dict[str, _Run] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        # Looked up in a dict, evicted in the order of a deque: half the bytes of an OrderedDict, and less than
+        # a set, whose table grows by more with the same keys.
+        self._finished: dict[str, None] = {}
+        self._finished_order: deque[str] = deque()
         self._foreign: list[ChatEvent] = []
         self._ids = itertools.count(1)
         self.hello: dict[str, Any] = {}
@@ -293,7 +296,6 @@ class OpenClawWsTransport(Transport):
             return
         if run.done.done():
             return  # a duplicate terminal event: the first one decided
-        run.seen.append(update.state)
         if update.text:
             run.text = update.text  # a delta carries the whole text so far
         if terminal:
@@ -301,9 +303,6 @@ class OpenClawWsTransport(Transport):
             run.ended_perf, run.ended_at = received_perf, received_at
             run.error_message, run.error_kind = update.error_message, update.error_kind
             run.done.set_result(None)
-            self._finished[update.run_id] = None
-            if len(self._finished) > FINISHED_KEPT:
-                self._finished.popitem(last=False)
 
     def _fail_pending(self, exc: Exception) -> None:
         for future in self._pending.values():
@@ -409,6 +408,12 @@ class OpenClawWsTransport(Transport):
             return self._finish(outcome, t0)
         finally:
             self._runs.pop(idempotency_key, None)
+            if run.state:  # its terminal event came
+                # The key, not the runId decoded from the event: the call's record keeps this same string.
+                self._finished[idempotency_key] = None
+                self._finished_order.append(idempotency_key)
+                if len(self._finished_order) > FINISHED_KEPT:
+                    self._finished.pop(self._finished_order.popleft(), None)
             if not run.done.done():
                 run.done.cancel()
         outcome.state = run.state

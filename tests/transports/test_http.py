@@ -185,7 +185,7 @@ def test_relay_wrong_token_is_auth_failed(tmp_path: Path) -> None:
             with pytest.raises(AuthFailed, match="HTTP 401, the gateway refused the token"):
                 await transport.send("s", "say ok-1-a", "k1", timeout=5)
             await transport.close()
-            assert provider.requests == []
+            assert len(provider.requests) == 0
 
     asyncio.run(main())
 
@@ -291,7 +291,7 @@ def test_openai_wrong_token_fails_open_without_an_llm_call(tmp_path: Path) -> No
         async with reference(tmp_path) as (gateway, provider, _):
             with pytest.raises(AuthFailed, match="HTTP 401, the gateway refused the token \\(Unauthorized\\)"):
                 await OpenAITransport(f"{http_url(gateway)}/v1", "bad" * 16).open()
-            assert provider.requests == []
+            assert len(provider.requests) == 0
 
     asyncio.run(main())
 

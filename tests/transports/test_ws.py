@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from aiohttp import web
 from ocprobe.errors import AuthFailed, ProtocolError, TargetUnreachable
 from ocprobe.reference.gateway import GatewayConfig, GatewayLog, ReferenceGateway
 from ocprobe.reference.provider import ReferenceProvider
+from ocprobe.transports import ws as ws_transport
 from ocprobe.transports.ws import OpenClawWsTransport
 
 TOKEN = "k" * 48
@@ -210,6 +212,42 @@ def test_no_final_is_a_timeout() -> None:
             await transport.open()
             outcome = await transport.send("s", "m", "r1", timeout=0.3)
             assert outcome.state == "timeout" and 300 <= outcome.latency_ms < 1500
+            await transport.close()
+
+    asyncio.run(main())
+
+
+def test_repeated_finals_are_dropped_while_their_run_is_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A repeated final of a finished run is no late reply, as long as the run is among the last
+    FINISHED_KEPT; older runs are forgotten (the memory of a long probe stays bounded)."""
+    monkeypatch.setattr(ws_transport, "FINISHED_KEPT", 2)
+
+    async def final(ws: web.WebSocketResponse, run_id: str) -> None:
+        await ws.send_json({"type": "event", "event": "chat", "seq": 1, "payload": {
+            "runId": run_id, "sessionKey": "s", "state": "final",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": f"reply of {run_id}"}]}}})
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws)
+        async for message in ws:
+            req = json.loads(message.data)
+            run_id, text = req["params"]["idempotencyKey"], req["params"]["message"]
+            await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, "status": "started"}})
+            if text.startswith("repeat "):
+                await final(ws, text.removeprefix("repeat "))
+            await final(ws, run_id)
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            outcomes = [await transport.send("s", "m", run_id, timeout=5) for run_id in ("r1", "r2", "r3")]
+            # The state is the one interned string, not a copy decoded per frame: every record keeps it.
+            assert all(o.state == "final" and o.state is sys.intern("final") for o in outcomes)
+            await transport.send("s", "repeat r3", "r4", timeout=5)
+            assert transport.take_foreign_events() == []
+            await transport.send("s", "repeat r1", "r5", timeout=5)
+            assert [(e.run_id, e.text) for e in transport.take_foreign_events()] == [("r1", "reply of r1")]
             await transport.close()
 
     asyncio.run(main())
