@@ -16,18 +16,17 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from ocprobe.reference.gateway import GatewayConfig, GatewayLog, ReferenceGateway
-from ocprobe.reference.provider import ReferenceProvider
+from ocprobe.reference.serve import serve
 
 
 class TimedGateway(ReferenceGateway):
-    def __init__(self, config: GatewayConfig, timing_file: Path) -> None:
-        super().__init__(config, log=GatewayLog(config.log_file))
+    def __init__(self, config: GatewayConfig, log: GatewayLog, timing_file: Path) -> None:
+        super().__init__(config, log=log)
         self._received: dict[str, float] = {}
         self._timings = timing_file.open("a", encoding="utf-8")
 
@@ -47,28 +46,15 @@ class TimedGateway(ReferenceGateway):
                 self._timings.flush()
 
 
-async def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> None:
     if not hasattr(ReferenceGateway, "_on_request"):
         raise SystemExit("ReferenceGateway has no _on_request any more: update bench/timed_gateway.py")
-    token = args.token_file.read_text().strip()
-    provider_key = os.urandom(16).hex()
-    provider = ReferenceProvider(latency_ms=args.latency_ms, api_key=provider_key)
-    await provider.start()
-    config = GatewayConfig(token=token, provider_url=provider.base_url, provider_api_key=provider_key,
-                           log_file=args.log_file, port=0)
-    gateway = TimedGateway(config, args.timing_file)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await gateway.start()
-        print(json.dumps({"event": "ready", "url": gateway.url, "http_url": f"http://127.0.0.1:{gateway.port}",
-                          "pid": os.getpid()}), flush=True)
-        await stop.wait()
-    finally:
-        await gateway.stop()
-        await provider.stop()
+    # provider_url "": serve() starts the reference provider and fills it in
+    config = GatewayConfig(token=args.token_file.read_text().strip(), provider_url="",
+                           provider_api_key=os.urandom(16).hex(), log_file=args.log_file, port=0)
+    asyncio.run(serve(config, latency_ms=args.latency_ms,
+                      on_ready=lambda info: print(json.dumps(info.record()), flush=True),
+                      make_gateway=lambda config, log: TimedGateway(config, log, args.timing_file)))
 
 
 if __name__ == "__main__":
@@ -77,4 +63,4 @@ if __name__ == "__main__":
     p.add_argument("--token-file", type=Path, required=True)
     p.add_argument("--timing-file", type=Path, required=True)
     p.add_argument("--log-file", type=Path)
-    asyncio.run(main(p.parse_args()))
+    main(p.parse_args())

@@ -42,7 +42,9 @@ async def serve(
     jitter_ms: float = 0.0,
     token_file: Path | None = None,
     on_ready: Callable[[ServeInfo], None],
+    make_gateway: Callable[[GatewayConfig, GatewayLog], ReferenceGateway] = ReferenceGateway,
 ) -> None:
+    """``make_gateway``: the gateway to run, given its config and log (bench/timed_gateway.py runs a subclass)."""
     provider: ReferenceProvider | None = None
     if not config.provider_url:
         # Imported here: the gateway child of an embedded run is given its provider and needs none.
@@ -52,7 +54,7 @@ async def serve(
             latency_ms=latency_ms, jitter_ms=jitter_ms, port=provider_port, api_key=config.provider_api_key)
         await provider.start()
         config.provider_url = provider.base_url
-    gateway = ReferenceGateway(config, log=GatewayLog(config.log_file))
+    gateway = make_gateway(config, GatewayLog(config.log_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
