@@ -42,7 +42,7 @@ async def serve(
     jitter_ms: float = 0.0,
     token_file: Path | None = None,
     on_ready: Callable[[ServeInfo], None],
-    make_gateway: Callable[[GatewayConfig, GatewayLog], ReferenceGateway] = ReferenceGateway,
+    make_gateway: Callable[..., ReferenceGateway] = ReferenceGateway,
 ) -> None:
     """``make_gateway``: the gateway to run, given its config and log (bench/timed_gateway.py runs a subclass)."""
     provider: ReferenceProvider | None = None
@@ -54,7 +54,7 @@ async def serve(
             latency_ms=latency_ms, jitter_ms=jitter_ms, port=provider_port, api_key=config.provider_api_key)
         await provider.start()
         config.provider_url = provider.base_url
-    gateway = make_gateway(config, GatewayLog(config.log_file))
+    gateway = make_gateway(config, log=GatewayLog(config.log_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
