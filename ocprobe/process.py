@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from ocprobe.errors import TargetUnreachable
 
@@ -158,3 +159,15 @@ async def terminate(proc: asyncio.subprocess.Process, grace: float, *, group: bo
             await proc.wait()
     except ProcessLookupError:
         pass
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process at once, skipping the interpreter's teardown (freeing the ~400 modules aiohttp, rich
+    and websockets bring: tens of ms at the end of every run). Only for a process whose files are closed and
+    whose children are stopped: its buffered stdout and stderr are flushed, nothing else runs."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a reader that went away (ocprobe ... | head): nothing left to tell it
+        pass
+    os._exit(code)

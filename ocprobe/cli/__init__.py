@@ -80,17 +80,15 @@ def main() -> None:
 
 
 def entry() -> None:
-    """The ``ocprobe`` command: ``main()``, then a quick exit. By then every file ocprobe wrote is closed (and
-    fsync'ed) and every process it started is stopped. The interpreter's own teardown of the ~400 modules
-    loaded (aiohttp, rich, websockets) would add ~70 ms to every run, and nothing in it is ocprobe's."""
+    """The ``ocprobe`` command: ``main()``, then ``exit_now``: by then every file ocprobe wrote is closed (and
+    fsync'ed) and every process it started is stopped, and the interpreter's teardown took ~70 ms."""
     try:
         main()
     except SystemExit as done:
-        if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-            raise  # a worker still finishing (an install): the interpreter joins it
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:  # a reader that went away (ocprobe ... | head): nothing left to tell it
-            pass
-        os._exit(done.code if isinstance(done.code, int) else 1)
+        worker_running = any(t.is_alive() and not t.daemon for t in threading.enumerate()
+                             if t is not threading.main_thread())
+        if worker_running or not isinstance(done.code, (int, type(None))):
+            raise  # a worker still finishing (an install) is joined by the interpreter's own exit
+        from ocprobe.process import exit_now
+
+        exit_now(done.code or 0)

@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ocprobe.process import exit_now
 from ocprobe.reference.defaults import PROVIDER_KEY_ENV
 from ocprobe.reference.fault_specs import parse_faults
 from ocprobe.reference.gateway import GatewayConfig
@@ -35,8 +36,4 @@ if __name__ == "__main__":
         main(*sys.argv[1:])
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         sys.exit(130)
-    # serve() has closed the sockets and the log. The interpreter's own teardown (~25 ms of freeing modules)
-    # would only delay the end of the embedded run, which waits for this process to exit.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_now(0)  # serve() has closed the sockets and the log; the embedded run waits for this exit
