@@ -166,6 +166,10 @@ class ScriptCallRecord(CallRecord):
     def met(self) -> bool:
         return not self.expect or self.cls.value in self.expect
 
+    @property
+    def ok(self) -> bool:
+        return self.met
+
 
 @dataclass(slots=True)
 class ConcurrentCallRecord(CallRecord):

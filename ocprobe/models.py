@@ -177,6 +177,11 @@ class CallRecord:
     def passed(self) -> bool:
         return self.cls is CallClass.REAL
 
+    @property
+    def ok(self) -> bool:
+        """What a verdict counts as a good call: a real one (a scripted call: one its step expects)."""
+        return self.passed
+
     def to_json(self) -> dict[str, Any]:
         # Field by field rather than asdict(), whose deep copies were the cost of a --json line per call.
         data = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from ocprobe.engine import (
     ConcurrentConfig,
     ConcurrentResult,
     ProbeEngine,
+    ScriptCallRecord,
     SequentialConfig,
     attach_log_matches,
     concurrency_stats,
@@ -327,3 +329,12 @@ def test_late_runs_are_found_while_the_witness_index_keeps_only_open_calls() -> 
                for r in queued)
     # A real call's witness times are not needed after it is classified; an open call's decided its fate.
     assert set(engine._witnessed) == {r.nonce for r in queued}
+
+
+def test_a_call_is_ok_when_real_and_a_scripted_call_when_its_step_expects_its_class() -> None:
+    fast_fail = replace(_record(1, 10, 11), cls=CallClass.FAST_FAIL, llm_reached=False)
+    assert _record(2, 10, 11).ok and not fast_fail.ok
+    plain = {f.name: getattr(fast_fail, f.name) for f in fields(fast_fail)}
+    assert ScriptCallRecord(**plain, step=2, expect=["fast_fail"]).ok  # expected: a good call to a verdict
+    assert not ScriptCallRecord(**plain, step=2, expect=["real"]).ok
+    assert ScriptCallRecord(**plain, step=2).ok  # no expectation: any class

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ocprobe.bisect.run import BisectAborted, VersionSession
 from ocprobe.bisect.search import Batch
-from ocprobe.engine import DEFAULT_SESSION_KEY, ProbeConfig, ProbeEngine, ScriptCallRecord
+from ocprobe.engine import DEFAULT_SESSION_KEY, ProbeConfig, ProbeEngine
 from ocprobe.errors import UsageError
 from ocprobe.gates import overall_status, probe_metrics
 from ocprobe.logwatch import LogWatcher
@@ -109,8 +109,7 @@ class GatewayProbe:
             return Batch(failed=0, trials=0, calls=len(result.records), note="; ".join(notes), figures=figures,
                          skip=f"{' and '.join(held)} on batch {number} ({'; '.join(notes)})")
         if not self.gates:
-            # A scripted call (a scenario's steps) fails when its class is not one its step expects.
-            failed = sum(1 for r in result.records if not (r.met if isinstance(r, ScriptCallRecord) else r.passed))
+            failed = sum(1 for r in result.records if not r.ok)
             return Batch(failed=failed, trials=len(result.records), calls=len(result.records),
                          note="; ".join(notes), figures=figures)
         results = [gate.evaluate(metrics) for gate in self.gates]
