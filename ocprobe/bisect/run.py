@@ -102,7 +102,7 @@ class Bisector:
         self.lookahead = prefetch
         self._installer = installer
         self._prefetcher: Prefetcher | None = None
-        self._started = time.monotonic()
+        self._started = 0.0  # set by run()
         self._old = search.old_verdict(state.versions, state.good)
 
     # -- the log ---------------------------------------------------------------------------------
@@ -215,7 +215,10 @@ class Bisector:
 
     async def _decide(self, record: VersionRecord) -> None:
         self._announce(record)
-        self._prefetch(search.upcoming(self.state.versions, self.state.verdicts(), self._old, record.version))
+        # This version first: resumed, or not guessed while the endpoints ran, it is not queued yet, and the
+        # one prefetch worker would otherwise install a guess before it.
+        self._prefetch([record.version,
+                        *search.upcoming(self.state.versions, self.state.verdicts(), self._old, record.version)])
         if self._judge(record).verdict is None:  # resumed right after its last batch: no launch needed
             await self._session(record, lambda: self._judge(record).verdict is None)
         if record.verdict is None:
@@ -263,10 +266,11 @@ class Bisector:
             while wanted():
                 result = await batch(len(record.batches) + 1)
                 record.batches.append(result)
+                if result.skip:  # decided with the batch, in the same save: a resume cannot judge its counts
+                    record.verdict, record.evidence = SKIP, result.skip
                 self._save()
                 self.observer.batch_finished(record, result, self._judge_progress(record))
                 if result.skip:
-                    record.verdict, record.evidence = SKIP, result.skip
                     return
 
     def _judge_progress(self, record: VersionRecord) -> str:

@@ -167,7 +167,7 @@ def _probe(state: BisectState, output: Output) -> tuple[VersionProbe, Installer 
         return f"{OPENCLAW_PREFIX}{version}"
 
     def on_call(record: CallRecord) -> None:
-        output.info(f"    call {record.index:>3} {'✔' if record.passed else '✗'} {record.cls.value:<9} {record.latency_ms:7.0f} ms")
+        output.info(f"    call {record.index:>3} {'✔' if record.ok else '✗'} {record.cls.value:<9} {record.latency_ms:7.0f} ms")
 
     def redact(secrets: Sequence[str]) -> None:
         for secret in secrets:
@@ -254,8 +254,9 @@ class BisectView:
             self.output.data({"record": "bisect-end", "status": state.status, "message": state.message,
                               "run_dir": str(run_dir), "resume": resume if state.status == INTERRUPTED else None},
                              f"report: {run_dir / REPORT_NAME}")
-            if state.status == INTERRUPTED:
-                self.output.warn(f"interrupted after {state.calls} calls; continue with: {resume}")
+            if state.status == INTERRUPTED:  # by Ctrl-C, or by an error (a lost target): resumable either way
+                how = "interrupted" if state.message == "interrupted" else "stopped"
+                self.output.warn(f"{how} after {state.calls} calls; continue with: {resume}")
             return
         summary = f"RESULT: {result_line(result)} ({state.calls} calls, {len(state.records)} versions, {state.elapsed_s:.0f} s)"
         if self.output.mode is Mode.QUIET:  # the summary line only
