@@ -147,17 +147,18 @@ class ManagedProcess:
 async def terminate(proc: asyncio.subprocess.Process, grace: float, *, group: bool = False) -> None:
     """SIGTERM to our child ``proc`` (with ``group``, to the process group it leads), SIGKILL after ``grace``
     seconds if it has not exited. Only ever by its PID: nothing is stopped by name."""
-    if proc.returncode is not None:
-        return
     send = os.killpg if group else os.kill
     try:
-        send(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except asyncio.TimeoutError:
-            send(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    except ProcessLookupError:
+        if proc.returncode is None:
+            send(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except asyncio.TimeoutError:
+                send(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        if group:  # the leader is gone; members that ignored SIGTERM and outlived it go too
+            os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # nothing (left) to stop
         pass
 
 
