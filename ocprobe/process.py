@@ -128,11 +128,7 @@ class ManagedProcess:
                 raise TargetUnreachable(f"{self.name} was not ready within {timeout:g}s (logs: {self.stderr_path})")
 
     def stderr_tail(self, limit: int = 300) -> str:
-        try:
-            lines = self.stderr_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return lines[-1][:limit] if lines else ""
+        return last_line(self.stderr_path, limit)
 
     async def stop(self, grace: float = 5.0) -> None:
         """SIGTERM to our child's PID, SIGKILL to the same PID if it has not exited after ``grace``."""
@@ -142,6 +138,15 @@ class ManagedProcess:
         await terminate(proc, grace)
         await asyncio.gather(*self._readers, return_exceptions=True)
         self._readers = []
+
+
+def last_line(path: Path, limit: int) -> str:
+    """The last line of a process's log (at most ``limit`` characters), or "" if it has none."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip()[:limit] if lines else ""
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace: float, *, group: bool = False) -> None:

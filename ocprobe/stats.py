@@ -65,6 +65,18 @@ def fisher_exact_two_sided(a: int, b: int, c: int, d: int) -> float:
     return min(1.0, extreme / math.comb(row1 + row2, col1))  # int / int division is correctly rounded
 
 
+def fisher_exact_greater(a_failed: int, a_trials: int, b_failed: int, b_trials: int) -> float:
+    """One-sided Fisher exact test: if ``a`` and ``b`` failed at one rate, the probability that ``a`` would
+    hold at least its share of the pooled failures (the hypergeometric upper tail). Small when ``a`` fails
+    more than ``b``. Exact integer weights until the one division; 1.0 when either side has no trials."""
+    if not a_trials or not b_trials:
+        return 1.0
+    pooled = a_failed + b_failed
+    tail = sum(math.comb(a_trials, x) * math.comb(b_trials, pooled - x)
+               for x in range(a_failed, min(a_trials, pooled) + 1))
+    return tail / math.comb(a_trials + b_trials, pooled)
+
+
 def one_sided_binomial_greater(k: int, n: int, p0: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p0): the p-value of "more than p0 of the calls failed"."""
     if n < 0 or not 0.0 <= p0 <= 1.0:

@@ -28,7 +28,7 @@ from ocprobe.errors import UsageError
 from ocprobe.gates import overall_status, probe_metrics
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import CallRecord, ProbeResult
-from ocprobe.process import terminate
+from ocprobe.process import last_line, terminate
 from ocprobe.runner import AUTO_SESSION_KEY, prepare_gates, validate_config, validate_log_paths
 from ocprobe.targets import OpenTarget, TargetSpec, open_target, validate_target
 
@@ -160,7 +160,7 @@ class CommandProbe:
             except BaseException:
                 await terminate(proc, KILL_GRACE, group=True)
                 raise
-        last = _last_line(log)
+        last = last_line(log, 120)
         note = f"exit {code}{f': {last}' if last else ''}"
         if code == SKIP_EXIT:
             return Batch(failed=0, trials=0, calls=1, note=note, skip=f"the command exited {SKIP_EXIT} (skip)")
@@ -169,10 +169,3 @@ class CommandProbe:
                                 f"signal) stops the bisect, as in git bisect run (output in {log})")
         return Batch(failed=int(code != 0), trials=1, calls=1, note=note, figures={"exit_code": code, "log": str(log)})
 
-
-def _last_line(path: Path, limit: int = 120) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1].strip()[:limit] if lines else ""

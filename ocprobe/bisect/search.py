@@ -28,6 +28,7 @@ from typing import Any
 
 from ocprobe.errors import UsageError
 from ocprobe.openclaw.semver import Version, is_version, sort_versions
+from ocprobe.stats import fisher_exact_greater
 
 GOOD, BAD, UNKNOWN, SKIP = "good", "bad", "unknown", "skip"
 
@@ -64,14 +65,8 @@ class Decision:
 
 
 def p_fails_more(a: Counts, b: Counts) -> float:
-    """One-sided Fisher exact test: if ``a`` and ``b`` failed at one rate, the probability that ``a``
-    would hold at least its share of the pooled failures (the hypergeometric upper tail). Small when
-    ``a`` fails more than ``b``. Exact integer weights until the one division."""
-    if not a.trials or not b.trials:
-        return 1.0
-    pooled = a.failed + b.failed
-    tail = sum(math.comb(a.trials, x) * math.comb(b.trials, pooled - x) for x in range(a.failed, min(a.trials, pooled) + 1))
-    return tail / math.comb(a.trials + b.trials, pooled)
+    """Small when ``a`` fails more often than ``b`` (``stats.fisher_exact_greater``)."""
+    return fisher_exact_greater(a.failed, a.trials, b.failed, b.trials)
 
 
 def _p(value: float) -> str:
