@@ -261,8 +261,10 @@ class InstallManager:
         machine_npm = shutil.which("npm")
         if not install.node_bin.is_relative_to(self.root) or link.exists() or machine_npm is None:
             return  # the machine's own Node has its npm; never touch it
+        if link.is_symlink():  # it dangles: the machine's npm moved since it was linked
+            link.unlink(missing_ok=True)
         try:
-            link.symlink_to(machine_npm)
+            link.symlink_to(os.path.abspath(machine_npm))
         except FileExistsError:
             pass  # another process linked it first
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -179,3 +180,15 @@ def test_a_range_without_any_node_release_fails_cleanly(tmp_path: Path) -> None:
     with pytest.raises(InstallError, match="satisfies node >=200"):
         manager.install("2026.5.3")
     assert manager.installed() == []
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="needs the machine's npm to link")
+def test_a_fetched_node_gets_the_machines_npm_beside_it_and_a_dangling_link_is_mended(tmp_path: Path) -> None:
+    manager, _ = make_manager(tmp_path / "cache", engines=">=99")
+    install = manager.install("2026.5.3")
+    link = install.node_bin.parent / "npm"
+    assert link.resolve() == Path(shutil.which("npm") or "").resolve()
+    link.unlink()
+    link.symlink_to(tmp_path / "npm-that-moved")  # the machine's npm is elsewhere now
+    again = manager.install("2026.5.3")  # cached: the link is checked again
+    assert link.resolve() == Path(shutil.which("npm") or "").resolve() and again.version == "2026.5.3"
