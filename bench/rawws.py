@@ -34,7 +34,7 @@ async def open_ws(url: str, token: str) -> ClientConnection:
     challenge = json.loads(await asyncio.wait_for(ws.recv(), 10))
     assert challenge.get("event") == "connect.challenge", challenge
     await ws.send(json.dumps({"type": "req", "id": "connect", "method": "connect", "params": {
-        "minProtocol": 3, "maxProtocol": 3,
+        "minProtocol": 3, "maxProtocol": 4,  # what ocprobe offers: the reference speaks 4 by default
         "client": {"id": "gateway-client", "version": "bench", "platform": sys.platform, "mode": "backend"},
         "role": "operator", "scopes": ["operator.read", "operator.write"], "auth": {"token": token}}}))
     res = json.loads(await asyncio.wait_for(ws.recv(), 10))

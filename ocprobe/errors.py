@@ -23,3 +23,7 @@ class AuthFailed(OcprobeError):
 
 class ProtocolError(OcprobeError):
     """The gateway answered something the protocol does not allow."""
+
+
+class ProtocolMismatch(OcprobeError):
+    """The gateway speaks no protocol version ocprobe offers: retrying cannot help."""

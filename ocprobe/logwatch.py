@@ -132,6 +132,11 @@ class LogWatcher:
         if self._running and self._task is None:
             self._task = asyncio.create_task(self._run())
 
+    def add_patterns(self, patterns: Sequence[str]) -> None:
+        """Watch for more patterns from now on, e.g. those of the release a target turned out to be."""
+        known = {source for source, _ in self._patterns}
+        self._patterns.extend((source, re.compile(source)) for source in dict.fromkeys(patterns) if source not in known)
+
     def feed_line(self, source: str, line: str, at: float | None = None) -> None:
         self._match(source, _clean(line), time.time() if at is None else at)
 

@@ -210,6 +210,7 @@ class TargetInfo:
     profile: str | None = None
     witness: bool = False
     node_version: str | None = None
+    protocol: int | None = None  # the WebSocket protocol version negotiated
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -58,7 +58,7 @@ _TOP = {"description": str, "target": str, "mode": str, "iterations": int, "repe
         "transport": dict, "gateway": dict, "probe": dict, "steps": list, "sweep": dict, "logs": dict}
 _TRANSPORT = {"name": str, "relay_body": str, "reply_path": str, "openai_model": str, "stream": bool,
               "token_env": str, "token_file": str, "allow_insecure": bool}
-_GATEWAY = {"profile": str, "teardown_ms": float, "latency_ms": float, "jitter_ms": float, "queue_mode": str,
+_GATEWAY = {"profile": str, "protocol": int, "teardown_ms": float, "latency_ms": float, "jitter_ms": float, "queue_mode": str,
             "drop_queued": bool, "openclaw_config": str}
 _PROBE_COMMON = {"session_key": str, "message": str, "wait": str, "timeout": float, "floor_ms": float, "settle": float}
 _PROBE_BY_MODE = {
@@ -264,6 +264,7 @@ def _target_spec(target: str, transport: dict[str, Any], gateway: dict[str, Any]
         target=target,
         embedded=EmbeddedOptions(
             profile=gateway.get("profile", defaults.profile), teardown_ms=gateway.get("teardown_ms", defaults.teardown_ms),
+            protocol=gateway.get("protocol"),
             latency_ms=gateway.get("latency_ms", defaults.latency_ms), jitter_ms=gateway.get("jitter_ms", 0.0),
             drop_queued=gateway.get("drop_queued", False), queue_mode=gateway.get("queue_mode", defaults.queue_mode),
         ),

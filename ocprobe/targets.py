@@ -28,7 +28,7 @@ from ocprobe.models import TargetInfo
 from ocprobe.openclaw.semver import is_version
 from ocprobe.process import ManagedProcess
 from ocprobe.reference.fault_specs import FaultSpecError, parse_faults
-from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS, PROFILES, PROVIDER_KEY_ENV, QUEUE_MODES
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, PROFILES, PROTOCOLS, PROVIDER_KEY_ENV, QUEUE_MODES
 from ocprobe.secret import Redactor
 from ocprobe.transports import TRANSPORT_NAMES
 from ocprobe.transports.base import Transport
@@ -45,7 +45,8 @@ _DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # npm dist-tags: latest, bet
 @dataclass
 class EmbeddedOptions:
     profile: str = "healthy"
-    teardown_ms: float = DEFAULT_TEARDOWN_MS
+    teardown_ms: float | None = None  # None: the profile's
+    protocol: int | None = None  # None: the profile's
     latency_ms: float = DEFAULT_LATENCY_MS
     jitter_ms: float = 0.0
     drop_queued: bool = False
@@ -138,9 +139,11 @@ def validate_target(spec: TargetSpec) -> str | None:
             raise UsageError(f"unknown profile {spec.embedded.profile!r} (choose from {', '.join(PROFILES)})")
         if spec.embedded.queue_mode not in QUEUE_MODES:
             raise UsageError(f"unknown queue mode {spec.embedded.queue_mode!r} (choose from {', '.join(QUEUE_MODES)})")
+        if spec.embedded.protocol is not None and spec.embedded.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol must be one of {', '.join(map(str, PROTOCOLS))}, got {spec.embedded.protocol}")
         for name, value in (("--teardown-ms", spec.embedded.teardown_ms), ("--latency-ms", spec.embedded.latency_ms),
                             ("--jitter-ms", spec.embedded.jitter_ms)):
-            if not 0 <= value <= 600_000:
+            if value is not None and not 0 <= value <= 600_000:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
         spec.transport = spec.transport or "ws"
         _validate_transport_options(spec)
@@ -262,7 +265,7 @@ async def open_target(
         yield OpenTarget(
             transport=transport,
             info=TargetInfo(target=spec.target, gateway_version=transport.server_version,
-                            extra={"transport": spec.transport or "ws"}),
+                            protocol=transport.protocol, extra={"transport": spec.transport or "ws"}),
             witness=None,
             secrets=[token],
         )
@@ -296,7 +299,8 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
         child_spec = run_dir / "gateway.json"
         child_spec.write_text(json.dumps({
             "provider_url": f"http://127.0.0.1:{provider_sock.getsockname()[1]}/v1", "profile": options.profile,
-            "teardown_ms": options.teardown_ms, "queue_mode": options.queue_mode, "drop_queued": options.drop_queued,
+            "teardown_ms": options.teardown_ms, "protocol": options.protocol, "queue_mode": options.queue_mode,
+            "drop_queued": options.drop_queued,
             "faults": list(options.faults), "token_file": str(token_file), "log_file": str(run_dir / "gateway-error.log"),
         }), encoding="utf-8")
         # The child speaks plain HTTP on loopback only. aiohttp builds a verifying TLS context when imported,
@@ -325,8 +329,11 @@ async def _embedded(spec: TargetSpec, logs: LogWatcher, run_dir: Path) -> AsyncI
                 gateway_version=transport.server_version or f"ocprobe-reference/{__version__} ({options.profile})",
                 profile=options.profile,
                 witness=True,
+                protocol=transport.protocol,
                 extra={"url": endpoint, "transport": spec.transport or "ws", "run_dir": str(run_dir),
-                       "teardown_ms": options.teardown_ms, "provider_latency_ms": options.latency_ms,
+                       "teardown_ms": (PROFILES[options.profile].teardown_text if options.teardown_ms is None
+                                       else options.teardown_ms),
+                       "provider_latency_ms": options.latency_ms,
                        **({"faults": list(options.faults)} if options.faults else {})},
             ),
             witness=provider,

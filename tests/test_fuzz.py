@@ -87,7 +87,7 @@ def test_a_well_formed_chat_event_is_read() -> None:
         "message": {"role": "assistant", "content": [{"type": "text", "text": "ok-1"}, {"text": 5}]}}})
     frame = decode_frame(raw)
     assert frame is not None
-    assert parse_chat_event(frame) == ChatUpdate("r1", "agent:main:main", "final", "ok-1", None, None)
+    assert parse_chat_event(frame) == ChatUpdate("r1", "agent:main:main", "final", "ok-1", "", None, None)
 
 
 gate_alphabet = st.sampled_from(list("abcxyz_09.[]'\"<>=! -\t\\") + ["log", "real", "rate", "==", "<=", "1e9", "é", "\x00"])

@@ -10,7 +10,7 @@ import threading
 import typer
 
 from ocprobe import __version__
-from ocprobe.cli import bisect, compare, concurrent, gateway, openclaw, parity, scenarios, sequential, sweep
+from ocprobe.cli import bisect, compare, concurrent, gateway, matrix, openclaw, parity, scenarios, sequential, sweep
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 pass (every call real, or with --gate every gate passes), 1 fail, "
@@ -48,6 +48,7 @@ app.command("run", help="Run a scenario file (TOML): target, transport, probe or
 app.add_typer(scenarios.app, name="scenarios")
 app.command("parity", help="Run one sequential probe over two transports of one gateway (default: the embedded one over ws and relay) and show where their outcome sequences differ.")(parity.parity)
 app.command("bisect", help="Find the published OpenClaw version where a probe starts failing (or stops): endpoints verified first, each version decided with statistics over batches (-n calls each; with --gate a batch is one trial) or by --cmd's exit code, installs prefetched, resumable (--resume DIR). Exit codes: 0 found, 1 the endpoints do not verify, 2 usage error, 3 found up to skipped versions, 130 interrupted.")(bisect.bisect)
+app.add_typer(matrix.app, name="matrix")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(openclaw.app, name="openclaw")
 

@@ -36,6 +36,7 @@ def report_writer(output: Output, directory: Path | None) -> Callable[[], None] 
             "os": platform.platform(),
             "gateway_version": outcome.target.gateway_version or "unknown",
             "node_version": outcome.target.node_version or "n/a",
+            "protocol": str(outcome.target.protocol) if outcome.target.protocol is not None else "n/a",
         }
         command = ["ocprobe", *sys.argv[1:]]
         try:

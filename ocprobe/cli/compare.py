@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output
 from ocprobe.defaults import DEFAULT_TOKEN_ENV
 from ocprobe.errors import UsageError
-from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
 
 if TYPE_CHECKING:
     from ocprobe.compare import Sample
@@ -25,7 +26,7 @@ def compare(
     calls: int = typer.Option(20, "-n", "--calls", help="Calls per target."),
     gap: float = typer.Option(0.0, "--gap", help="Seconds after each reply before the next call."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds a call may take."),
-    teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="Embedded reply-run-race teardown."),
+    teardown_ms: o.TeardownMs = None,
     latency_ms: float = typer.Option(DEFAULT_LATENCY_MS, "--latency-ms", help="Embedded provider latency."),
     token_env: str = typer.Option(DEFAULT_TOKEN_ENV, "--token-env", help="Environment variable holding the gateway token."),
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="File holding the gateway token."),

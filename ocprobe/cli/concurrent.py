@@ -9,7 +9,6 @@ import typer
 from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output, report_writer
 from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
-from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
 
 
 def concurrent(
@@ -29,7 +28,8 @@ def concurrent(
     openai_model: o.OpenAIModel = None,
     no_stream: o.NoStream = False,
     profile: o.ProfileOption = o.Profile.healthy,
-    teardown_ms: o.TeardownMs = DEFAULT_TEARDOWN_MS,
+    teardown_ms: o.TeardownMs = None,
+    protocol: o.ProtocolOption = None,
     latency_ms: o.LatencyMs = None,
     jitter_ms: o.JitterMs = 0.0,
     drop_queued: o.DropQueued = False,

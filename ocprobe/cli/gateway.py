@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import typer
 
 from ocprobe.cli.common import execute, make_output
-from ocprobe.cli.options import Fault, Profile, QueueMode
+from ocprobe.cli.options import Fault, Profile, ProtocolOption, QueueMode, TeardownMs
 from ocprobe.errors import UsageError
 from ocprobe.reference.fault_specs import FaultSpecError, parse_faults
 from ocprobe.reference.defaults import (
-    DEFAULT_DEBOUNCE_MS, DEFAULT_LATENCY_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROVIDER_KEY_ENV,
+    DEFAULT_DEBOUNCE_MS, DEFAULT_LATENCY_MS, DEFAULT_QUEUED_ACK_MS, PROVIDER_KEY_ENV,
 )
 from ocprobe.defaults import DEFAULT_TOKEN_ENV
 
@@ -30,9 +30,10 @@ def serve(
     port: int = typer.Option(18789, "--port", help="Gateway port on 127.0.0.1 (0: any free port)."),
     provider_port: int = typer.Option(0, "--provider-port", help="Reference provider port (0: any free port)."),
     provider_url: Optional[str] = typer.Option(None, "--provider-url", help="Use this OpenAI-compatible provider instead of starting one."),
-    profile: Profile = typer.Option(Profile.healthy, "--profile", help="Gateway behaviour."),
-    teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="reply-run-race: how long the guard outlives the final."),
-    queued_ack_ms: float = typer.Option(DEFAULT_QUEUED_ACK_MS, "--queued-ack-ms", help="How long a queued send waits for its empty final."),
+    profile: Profile = typer.Option(Profile.healthy, "--profile", help="Gateway behaviour (see the README's profile table)."),
+    protocol: ProtocolOption = None,
+    teardown_ms: TeardownMs = None,
+    queued_ack_ms: Optional[float] = typer.Option(None, "--queued-ack-ms", help=f"How long a queued send waits for its empty final (default: the profile's; {DEFAULT_QUEUED_ACK_MS:g} for healthy)."),
     debounce_ms: float = typer.Option(DEFAULT_DEBOUNCE_MS, "--debounce-ms", help="Follow-up queue drain debounce."),
     drop_queued: bool = typer.Option(False, "--drop-queued", help="Drop queued turns instead of running them late."),
     queue_mode: QueueMode = typer.Option(QueueMode.steer, "--queue-mode", help="steer: one run per queued turn (5.3); collect: one run for all (4.26)."),
@@ -56,7 +57,7 @@ def serve(
             raise UsageError("ports must be between 0 and 65535")
         for name, value in (("--teardown-ms", teardown_ms), ("--queued-ack-ms", queued_ack_ms),
                             ("--debounce-ms", debounce_ms), ("--latency-ms", latency_ms), ("--jitter-ms", jitter_ms)):
-            if not 0 <= value <= 600_000:
+            if value is not None and not 0 <= value <= 600_000:
                 raise UsageError(f"{name} must be between 0 and 600000, got {value:g}")
         try:
             faults = parse_faults(fault)
@@ -70,6 +71,7 @@ def serve(
         log_path = log_file or _writable(cache_dir() / "gateway" / "gateway-error.log")
         config = GatewayConfig(
             token=token, provider_url=provider_url or "", profile=profile.value, teardown_ms=teardown_ms,
+            protocol=int(protocol.value) if protocol else None,
             queued_ack_ms=queued_ack_ms, debounce_ms=debounce_ms, drop_queued=drop_queued, queue_mode=queue_mode.value, port=port,
             provider_api_key=os.environ.get(PROVIDER_KEY_ENV) or secrets.token_hex(16),
             log_file=log_path, faults=faults,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from ocprobe.reference.fault_specs import describe_faults
-from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS, NEWEST_PROTOCOL, PROFILE_NAMES, PROTOCOLS
 
 if TYPE_CHECKING:
     from ocprobe.targets import TargetSpec
@@ -22,9 +22,9 @@ class WaitMode(str, Enum):
     agent_wait = "agent.wait"
 
 
-class Profile(str, Enum):
-    healthy = "healthy"
-    reply_run_race = "reply-run-race"
+# The reference gateway's profiles, as the table in reference/defaults.py names them.
+Profile = Enum("Profile", {name.replace("-", "_").replace(".", "_"): name for name in PROFILE_NAMES}, type=str)  # type: ignore[misc]
+ProtocolVersion = Enum("ProtocolVersion", {f"v{v}": str(v) for v in PROTOCOLS}, type=str)  # type: ignore[misc]
 
 
 class TransportName(str, Enum):
@@ -58,8 +58,9 @@ TokenFile = Annotated[Optional[Path], typer.Option("--token-file", help="File ho
 AllowInsecure = Annotated[bool, typer.Option("--allow-insecure", help="Allow ws:// or http:// to a non-loopback host (token in clear text).")]
 
 # The embedded reference stack, and ocprobe-launched OpenClaw.
-ProfileOption = Annotated[Profile, typer.Option("--profile", help="Embedded gateway behaviour.")]
-TeardownMs = Annotated[float, typer.Option("--teardown-ms", help="Embedded reply-run-race: how long the guard outlives the final.")]
+ProfileOption = Annotated[Profile, typer.Option("--profile", help="Embedded gateway behaviour: healthy, reply-run-race (the #77485 race, wide window), or a release's calibrated behaviour (openclaw-5.3, openclaw-9.6).")]
+TeardownMs = Annotated[Optional[float], typer.Option("--teardown-ms", help=f"Embedded race profiles: how long the guard outlives the final (default: the profile's; {DEFAULT_TEARDOWN_MS:g} for reply-run-race).")]
+ProtocolOption = Annotated[Optional[ProtocolVersion], typer.Option("--protocol", help=f"Embedded gateway: the WebSocket protocol it speaks (default: the profile's; {NEWEST_PROTOCOL}, as current releases, for healthy and reply-run-race).")]
 LatencyMs = Annotated[Optional[float], typer.Option("--latency-ms", help=f"LLM latency of ocprobe's provider (the witness): default {DEFAULT_LATENCY_MS:g} ms embedded, 1000 ms for openclaw@VERSION.")]
 JitterMs = Annotated[float, typer.Option("--jitter-ms", help="Embedded provider: added uniform random latency.")]
 DropQueued = Annotated[bool, typer.Option("--drop-queued", help="Embedded gateway drops queued turns instead of running them late.")]
@@ -91,7 +92,8 @@ def target_spec(params: Mapping[str, Any]) -> TargetSpec:
         target=params["target"], token_env=params["token_env"], token_file=params["token_file"],
         allow_insecure=params["allow_insecure"],
         embedded=EmbeddedOptions(profile=get("profile", Profile.healthy).value,
-                                 teardown_ms=get("teardown_ms", DEFAULT_TEARDOWN_MS),
+                                 teardown_ms=get("teardown_ms"),
+                                 protocol=int(get("protocol").value) if get("protocol") else None,
                                  latency_ms=DEFAULT_LATENCY_MS if latency_ms is None else latency_ms,
                                  jitter_ms=get("jitter_ms", 0.0), drop_queued=get("drop_queued", False),
                                  queue_mode=get("queue_mode", QueueMode.steer).value, faults=tuple(get("fault", ()))),

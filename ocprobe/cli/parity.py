@@ -10,7 +10,6 @@ from ocprobe.cli import options as o
 from ocprobe.cli.common import execute, make_output
 from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.errors import UsageError
-from ocprobe.reference.defaults import DEFAULT_TEARDOWN_MS
 
 
 def parity(
@@ -22,7 +21,8 @@ def parity(
     message: o.Message = DEFAULT_MESSAGE,
     timeout: o.Timeout = 30.0,
     profile: o.ProfileOption = o.Profile.healthy,
-    teardown_ms: o.TeardownMs = DEFAULT_TEARDOWN_MS,
+    teardown_ms: o.TeardownMs = None,
+    protocol: o.ProtocolOption = None,
     latency_ms: o.LatencyMs = None,
     token_env: o.TokenEnv = DEFAULT_TOKEN_ENV,
     token_file: o.TokenFile = None,

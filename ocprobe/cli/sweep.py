@@ -11,7 +11,7 @@ from ocprobe.cli.common import execute, make_output
 from ocprobe.cli import options as o
 from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY, DEFAULT_TOKEN_ENV, EMBEDDED
 from ocprobe.errors import UsageError
-from ocprobe.reference.defaults import DEFAULT_LATENCY_MS, DEFAULT_TEARDOWN_MS
+from ocprobe.reference.defaults import DEFAULT_LATENCY_MS
 
 
 def sweep(
@@ -22,7 +22,8 @@ def sweep(
     calls: int = typer.Option(10, "-n", "--calls", help="Sequential calls per run."),
     gap: float = typer.Option(0.0, "--gap", help="Gap (seconds) when sweeping teardowns or latencies."),
     profile: o.ProfileOption = o.Profile.reply_run_race,
-    teardown_ms: float = typer.Option(DEFAULT_TEARDOWN_MS, "--teardown-ms", help="Embedded teardown when it is not swept."),
+    teardown_ms: o.TeardownMs = None,
+    protocol: o.ProtocolOption = None,
     latency_ms: float = typer.Option(DEFAULT_LATENCY_MS, "--latency-ms", help="Embedded LLM latency when it is not swept."),
     queue_mode: o.QueueModeOption = o.QueueMode.steer,
     session_key: str = typer.Option(DEFAULT_SESSION_KEY, "--session-key", help="Base session key (each point and run gets its own)."),

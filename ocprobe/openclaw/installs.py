@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tarfile
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,12 +26,17 @@ from ocprobe.errors import OcprobeError, UsageError
 from ocprobe.openclaw.fsutil import clear_leftovers, discard, disk_usage, file_lock, staged_dir
 from ocprobe.openclaw.node import NodeStore
 from ocprobe.openclaw.npm import InstallError, Npm
+from ocprobe.openclaw.releases import traits
 from ocprobe.openclaw.semver import Range, Version, is_version, sort_versions
 
 PACKAGE = "openclaw"
 MARKER = ".ocprobe-install.json"
 LAST_USED = ".ocprobe-last-used"  # its mtime is the last use: touching it is cheap and atomic
 OPENCLAW_BIN = Path("node_modules") / ".bin" / "openclaw"
+# From 2026.8.1 the package ships this marker: the install scripts npm skipped (--ignore-scripts) are run by
+# the first ``openclaw`` command, which writes into the package dir and may install a native addon.
+LIFECYCLE_PENDING = ".openclaw-lifecycle-pending"
+LIFECYCLE_TIMEOUT = 600.0
 
 __all__ = ["Install", "InstallBusy", "InstallError", "InstallManager", "Stage"]
 
@@ -42,6 +50,7 @@ class Stage(str, Enum):
     ENGINES = "reading engines.node"
     NODE = "fetching Node"
     INSTALLING = "npm install"
+    LIFECYCLE = "completing the package lifecycle"
     INSTALLED = "installed"
     CACHED = "already installed"
     FAILED = "failed"
@@ -65,6 +74,7 @@ class Install:
     size_bytes: int
     installed_at: float  # epoch seconds
     last_used_at: float
+    install_seconds: float | None = None  # how long the install took (None: installed by an older ocprobe)
 
     @property
     def package_dir(self) -> Path:
@@ -146,6 +156,7 @@ class InstallManager:
                 # relative to the cache root for a fetched Node, so a moved cache keeps working
                 node_bin=self.root / marker["node_bin"], node_version=marker["node_version"],
                 size_bytes=int(marker["size_bytes"]), installed_at=float(marker["installed_at"]),
+                install_seconds=float(marker["install_seconds"]) if "install_seconds" in marker else None,
                 last_used_at=(prefix / LAST_USED).stat().st_mtime,
             )
         except (OSError, ValueError, KeyError, TypeError):
@@ -210,11 +221,12 @@ class InstallManager:
                 existing = self.get(version)  # also after waiting: the other process may have installed it
                 if existing:
                     report(Stage.CACHED)
-                    self._npm_beside_node(existing)
+                    self._npm_beside_node(existing.node_bin)
+                    # Installed by an ocprobe that left the lifecycle to the first launch: done once, here.
+                    self._complete_lifecycle(version, existing.package_dir, existing.node_bin, report)
                     return self._touch(existing)
                 clear_leftovers(prefix)
                 install = self._build(version, prefix, report)
-                self._npm_beside_node(install)
         except InstallError as exc:
             report(Stage.FAILED, str(exc))
             raise
@@ -226,6 +238,7 @@ class InstallManager:
         return install
 
     def _build(self, version: str, prefix: Path, report: Callable[..., None]) -> Install:
+        started = time.monotonic()
         report(Stage.ENGINES)
         engines = self.engines_node(version)
         try:
@@ -241,25 +254,52 @@ class InstallManager:
                 raise InstallError(f"npm installed openclaw {got} instead of {version}")
             if not (tmp / OPENCLAW_BIN).exists():
                 raise InstallError(f"openclaw {version} installed without {OPENCLAW_BIN}")
+            self._npm_beside_node(node.bin)
+            self._complete_lifecycle(version, tmp / "node_modules" / PACKAGE, node.bin, report)
             node_bin = node.bin.relative_to(self.root) if node.bin.is_relative_to(self.root) else node.bin
             (tmp / LAST_USED).touch()
             marker = {"version": version, "node_bin": str(node_bin), "node_version": node.version,
                       "engines_node": engines, "size_bytes": disk_usage(tmp),
-                      "installed_at": (tmp / LAST_USED).stat().st_mtime}  # the clock last use is read from
+                      "installed_at": (tmp / LAST_USED).stat().st_mtime,  # the clock last use is read from
+                      "install_seconds": round(time.monotonic() - started, 1)}
             (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")  # last: it makes the prefix an install
         install = self._read(prefix)
         if install is None:
             raise InstallError(f"openclaw {version}: the install vanished after it was renamed into place")
         return install
 
-    def _npm_beside_node(self, install: Install) -> None:
+    @staticmethod
+    def _complete_lifecycle(version: str, package_dir: Path, node_bin: Path, report: Callable[..., None]) -> None:
+        """Run the install scripts that ``--ignore-scripts`` skipped, once at install time rather than inside
+        the first launch (where it costs start-up time and can fail mid-probe): ``openclaw --version``
+        completes them first, in a throwaway home, on the install's own Node."""
+        if not traits(version).lifecycle_pending or not (package_dir / LIFECYCLE_PENDING).exists():
+            return
+        report(Stage.LIFECYCLE)
+        with tempfile.TemporaryDirectory(prefix="ocprobe-lifecycle-") as home:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+            env.update(HOME=home, OPENCLAW_HOME=home, OPENCLAW_STATE_DIR=home, NO_COLOR="1", DO_NOT_TRACK="1",
+                       OPENCLAW_NO_AUTO_UPDATE="1", PATH=f"{node_bin.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+            try:
+                proc = subprocess.run([str(node_bin), str(package_dir / "openclaw.mjs"), "--version"], env=env,
+                                      cwd=home, capture_output=True, text=True, timeout=LIFECYCLE_TIMEOUT,
+                                      stdin=subprocess.DEVNULL)
+            except subprocess.TimeoutExpired:
+                raise InstallError(f"openclaw {version}: completing the package lifecycle took over "
+                                   f"{LIFECYCLE_TIMEOUT:.0f} s") from None
+        if proc.returncode or (package_dir / LIFECYCLE_PENDING).exists():
+            last = next((line.strip() for line in reversed(proc.stderr.splitlines()) if line.strip()), "")
+            raise InstallError(f"openclaw {version}: completing the package lifecycle failed (exit "
+                               f"{proc.returncode}){f': {last[:300]}' if last else ''}")
+
+    def _npm_beside_node(self, node_bin: Path) -> None:
         """From 2026.4.29 OpenClaw stages its plugins' runtime deps on the first turn with the npm found
         beside its Node (``<bin>/npm`` or ``../lib/node_modules/npm``), never on PATH, and fails every turn
         ("Unable to resolve a safe npm executable") without one. A Node fetched from npm ships no npm: link
         the machine's there (its ``env node`` shebang runs on the install's Node, first on the PATH)."""
-        link = install.node_bin.parent / "npm"
+        link = node_bin.parent / "npm"
         machine_npm = shutil.which("npm")
-        if not install.node_bin.is_relative_to(self.root) or link.exists() or machine_npm is None:
+        if not node_bin.is_relative_to(self.root) or link.exists() or machine_npm is None:
             return  # the machine's own Node has its npm; never touch it
         if link.is_symlink():  # it dangles: the machine's npm moved since it was linked
             link.unlink(missing_ok=True)

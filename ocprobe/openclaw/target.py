@@ -12,6 +12,7 @@ from ocprobe.logwatch import LogWatcher
 from ocprobe.models import TargetInfo
 from ocprobe.openclaw.installs import InstallManager, Stage
 from ocprobe.openclaw.launch import LaunchedGateway, launch, load_config_fragment
+from ocprobe.openclaw.releases import traits
 from ocprobe.reference.provider import ReferenceProvider
 from ocprobe.targets import OPENCLAW_PREFIX, OpenClawOptions
 from ocprobe.transports.ws import OpenClawWsTransport
@@ -36,6 +37,7 @@ async def openclaw_target(
         on_progress(f"openclaw {version}: {stage.value}{f' ({detail})' if detail else ''}")
 
     install = await asyncio.to_thread(manager.install, version_of(target), progress)
+    logs.add_patterns(traits(install.version).log_patterns)
     with manager.use(install.version):
         provider_key = secrets.token_hex(16)
         provider = ReferenceProvider(latency_ms=options.latency_ms, api_key=provider_key)
@@ -52,9 +54,11 @@ async def openclaw_target(
             await transport.open()
             info = TargetInfo(
                 target=target, gateway_version=transport.server_version, witness=True,
-                node_version=install.node_version,
+                node_version=install.node_version, protocol=transport.protocol,
                 extra={"url": gateway.url, "run_dir": str(run_dir), "token_file": str(gateway.token_file),
-                       "log_file": str(gateway.log_file), "provider_latency_ms": options.latency_ms},
+                       "log_file": str(gateway.log_file), "provider_latency_ms": options.latency_ms,
+                       "install_s": install.install_seconds, "registry_refresh_s": round(gateway.registry_refresh_s, 2),
+                       "ready_s": round(gateway.ready_s, 2)},
             )
             yield transport, info, provider, [gateway.token, provider_key]
             if options.keep_gateway:

@@ -23,6 +23,7 @@ from rich.text import Text
 from ocprobe.engine import LATE_START_MS, ConcurrencyStats, ConcurrentCallRecord, ConcurrentResult, ScriptCallRecord
 from ocprobe.classify import sequence_strip
 from ocprobe.gates import GateResult
+from ocprobe.matrix import Cell
 from ocprobe.models import RESULTS_SCHEMA_VERSION, CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
 from ocprobe.parity import ParityResult
 from ocprobe.runner import ProbeOutcome
@@ -117,6 +118,27 @@ class Output:
             self._json_file.write(record)
         if self.mode is Mode.JSON:
             self._emit_json(record)
+
+    # -- matrix -----------------------------------------------------------------------------
+    def cell_finished(self, cell: Cell) -> None:
+        """A release of a matrix is done: one line for a person, its record for JSON."""
+        self._record(cell.to_json())
+        if cell.status == "broken":
+            self.info(f"openclaw {cell.version}: could not be probed: {cell.reason}")
+        else:
+            probes = "; ".join(f"{p.probe} {p.verdict} {p.strip}" for p in cell.probes)
+            self.info(f"openclaw {cell.version}: {cell.status} (protocol {cell.protocol}, ready {cell.ready_s} s): {probes}")
+
+    def matrix_finished(self, cells: Sequence[Cell], report_dir: Path | None) -> None:
+        line = matrix_line(cells)
+        if self.mode is Mode.HUMAN:
+            self.console.print(render_matrix(cells, self.redact))
+            if report_dir is not None:
+                self.console.print(Text(f"report    {report_dir}", style="dim"))
+        if self.mode is Mode.JSON:
+            self._emit_json({"record": "matrix-summary", "line": line, "cells": len(cells)})
+        else:
+            self.console.print(Text(self.redact(line), style="bold"))
 
     # -- probe observer ---------------------------------------------------------------------
     def probe_started(self, target: TargetInfo, calls: int, secrets: Iterable[str] = ()) -> None:
@@ -266,6 +288,7 @@ def target_json(target: TargetInfo) -> dict[str, Any]:
         "profile": target.profile,
         "witness": target.witness,
         "node_version": target.node_version,
+        "protocol": target.protocol,
         **target.extra,
     }
 
@@ -274,6 +297,8 @@ def describe_target(target: TargetInfo) -> str:
     parts = [target.target]
     if target.gateway_version:
         parts.append(f"gateway {target.gateway_version}")
+    if target.protocol is not None:
+        parts.append(f"protocol {target.protocol}")
     if target.profile:
         parts.append(f"profile {target.profile}")
     if target.node_version:
@@ -426,3 +451,25 @@ def verdict_line(outcome: ProbeOutcome) -> str:
     if outcome.expectations is not None:
         line += f", expectations {outcome.expectations[0]}/{outcome.expectations[1]} met"
     return line
+
+
+def render_matrix(cells: Sequence[Cell], redact: Redactor) -> Table:
+    """The matrix: a row per release and probe (a broken release: one row with its reason)."""
+    from ocprobe.matrix import TERMINAL_COLUMNS as COLUMNS, table_rows
+
+    table = Table(title="ocprobe matrix", title_justify="left")
+    for column in COLUMNS:
+        table.add_column(column, overflow="fold")
+    styles = {"pass": "green", "fail": "bold red", "broken": "yellow"}
+    for row in table_rows(cells):
+        verdict = row.get("verdict", "")
+        table.add_row(*(Text(redact(row.get(c, "")), style=styles.get(verdict, "yellow") if c == "verdict" else "")
+                        for c in COLUMNS))
+    return table
+
+
+def matrix_line(cells: Sequence[Cell]) -> str:
+    counts = {status: sum(1 for c in cells if c.status == status) for status in ("pass", "fail", "broken")}
+    verdict = "PASS" if counts["pass"] == len(cells) and cells else "FAIL"
+    return (f"{verdict}: {len(cells)} release(s): {counts['pass']} pass, {counts['fail']} fail, "
+            f"{counts['broken']} could not be probed")

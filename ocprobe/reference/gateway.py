@@ -1,22 +1,26 @@
-"""The reference gateway: the OpenClaw WebSocket protocol v3 subset a probe uses, with the reply-run
-mechanism of openclaw #77485 modelled on purpose.
+"""The reference gateway: the OpenClaw WebSocket protocol subset a probe uses (v3 as 2026.5.3 speaks it,
+v4 as 2026.9.6 does), with the reply-run mechanism of openclaw #77485 modelled on purpose.
 
 Per session it keeps a reply-run registry (the guard) and a follow-up queue. A ``chat.send`` that finds
 the guard set is queued and its own run ends with a ``final`` without message; the queue is drained
-later, each queued turn running under a server-generated runId. Profiles decide when the guard is
-cleared relative to the ``final``:
+later, each queued turn running under a server-generated runId. Profiles (``reference/defaults.py``)
+decide when the guard is cleared relative to the ``final``:
 
-- ``healthy``: before the final is broadcast, so a client that sends right after the final finds the
-  session idle, and a drain waits for an active run instead of failing.
-- ``reply-run-race``: ``teardown_ms`` after the final (slow post-reply work). A send inside that window
-  is queued; a drain that finds the guard set fails with ``ReplyRunAlreadyActiveError``, logs it and
-  retries after the debounce.
+- without the race (``healthy``, ``openclaw-9.6``): before the final is broadcast, so a client that sends
+  right after the final finds the session idle, and a drain waits for an active run instead of failing.
+- with it (``reply-run-race``, ``openclaw-5.3``): ``teardown_ms`` after the final (slow post-reply work).
+  A send inside that window is queued; a drain that finds the guard set fails with
+  ``ReplyRunAlreadyActiveError``, logs it and retries after the debounce.
+
+Protocol 4 adds what 2026.9.6 sends: ``capabilities`` in the challenge, ``status`` chat events before the
+model answers, ``deltaText`` beside the whole text, and its PROTOCOL_MISMATCH refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import json
 import secrets
 import sys
@@ -32,14 +36,16 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from ocprobe import __version__
-from ocprobe.reference.defaults import (
-    DEFAULT_DEBOUNCE_MS, DEFAULT_QUEUED_ACK_MS, DEFAULT_TEARDOWN_MS, PROFILES, QUEUE_MODES,
-)
+from ocprobe.reference.defaults import DEFAULT_DEBOUNCE_MS, PROFILES, PROTOCOLS, QUEUE_MODES, Profile
 from ocprobe.reference.fault_specs import FaultSpec
 from ocprobe.reference.faults import FaultInjector
 from ocprobe.secret import same_secret
 
-PROTOCOL_VERSION = 3
+# Both generations refuse a client's range with INVALID_REQUEST "protocol mismatch" and close 1002; only
+# the details differ (tests/data/wire holds the frames captured from real 2026.5.3 and 2026.9.6).
+PROTOCOL_MISMATCH_CLOSE = 1002
+# The phases 2026.9.6 reports as ``status`` chat events before the model's first delta.
+STATUS_PHASES = ("preparing_workspace", "preparing_context", "starting_model")
 METHODS = ("connect", "chat.send", "chat.history", "chat.abort", "agent.wait", "health", "status", "sessions.list")
 EVENTS = ("connect.challenge", "chat", "agent", "tick")
 MAX_PAYLOAD = 25 * 1024 * 1024
@@ -50,8 +56,9 @@ class GatewayConfig:
     token: str
     provider_url: str  # OpenAI-compatible base URL, e.g. http://127.0.0.1:PORT/v1
     profile: str = "healthy"
-    teardown_ms: float = DEFAULT_TEARDOWN_MS
-    queued_ack_ms: float = DEFAULT_QUEUED_ACK_MS
+    teardown_ms: float | None = None  # None: the profile's (a range, drawn per run)
+    queued_ack_ms: float | None = None  # None: the profile's
+    protocol: int | None = None  # None: the profile's
     debounce_ms: float = DEFAULT_DEBOUNCE_MS
     drop_queued: bool = False
     queue_mode: str = "steer"  # steer: one run per queued turn (5.3); collect: one run for all (4.26)
@@ -68,8 +75,29 @@ class GatewayConfig:
             raise ValueError(f"the reference gateway listens on 127.0.0.1 only, not {self.host!r}")
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r} (choose from {', '.join(PROFILES)})")
+        if self.protocol is not None and self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r} (choose from {', '.join(map(str, PROTOCOLS))})")
         if self.queue_mode not in QUEUE_MODES:
             raise ValueError(f"unknown queue mode {self.queue_mode!r} (choose from {', '.join(QUEUE_MODES)})")
+
+    @property
+    def behaviour(self) -> Profile:
+        return PROFILES[self.profile]
+
+    @property
+    def speaks(self) -> int:
+        """The protocol version this gateway speaks."""
+        return self.behaviour.protocol if self.protocol is None else self.protocol
+
+    @property
+    def ack_ms(self) -> float:
+        return self.behaviour.queued_ack_ms if self.queued_ack_ms is None else self.queued_ack_ms
+
+    def teardown_s(self) -> float:
+        """How long this run's guard outlives its final (race profiles)."""
+        if self.teardown_ms is not None:
+            return self.teardown_ms / 1000.0
+        return random.uniform(*self.behaviour.teardown_ms) / 1000.0
 
 
 def canonical_session_key(key: str) -> str:
@@ -339,8 +367,10 @@ class ReferenceGateway:
         if await self.faults.stall_handshake(ws):
             return ws
         client = Client(ws, request.transport)
-        await client.send({"type": "event", "event": "connect.challenge",
-                           "payload": {"nonce": secrets.token_hex(16), "ts": int(time.time() * 1000)}})
+        challenge: dict[str, Any] = {"nonce": secrets.token_hex(16), "ts": int(time.time() * 1000)}
+        if self.config.speaks >= 4:
+            challenge["capabilities"] = []
+        await client.send({"type": "event", "event": "connect.challenge", "payload": challenge})
         try:
             if not await self._handshake(client, request):
                 return ws
@@ -371,9 +401,15 @@ class ReferenceGateway:
             return False
         req_id = frame.get("id")
         params = frame.get("params") if isinstance(frame.get("params"), dict) else {}
-        if not (params.get("minProtocol", 0) <= PROTOCOL_VERSION <= params.get("maxProtocol", 0)):
-            await self._refuse(client, req_id, "INVALID_REQUEST", "protocol mismatch", {"expectedProtocol": PROTOCOL_VERSION},
-                               close_code=1002)
+        low, high = params.get("minProtocol"), params.get("maxProtocol")
+        speaks = self.config.speaks
+        if not (_is_int(low) and _is_int(high) and low <= speaks <= high):
+            details: dict[str, Any] = {"expectedProtocol": speaks}  # 2026.5.3 says no more
+            if speaks >= 4:
+                details = {"code": "PROTOCOL_MISMATCH", "clientMinProtocol": low, "clientMaxProtocol": high,
+                           "expectedProtocol": speaks, "minimumProbeProtocol": min(PROTOCOLS)}
+            await self._refuse(client, req_id, "INVALID_REQUEST", "protocol mismatch", details,
+                               close_code=PROTOCOL_MISMATCH_CLOSE)
             return False
         auth = params.get("auth") if isinstance(params.get("auth"), dict) else {}
         token = auth.get("token") if isinstance(auth.get("token"), str) else None
@@ -398,7 +434,7 @@ class ReferenceGateway:
     def _hello(self) -> dict[str, Any]:
         return {
             "type": "hello-ok",
-            "protocol": PROTOCOL_VERSION,
+            "protocol": self.config.speaks,
             "server": {"version": self.version, "connId": uuid.uuid4().hex},
             "features": {"methods": list(METHODS), "events": list(EVENTS)},
             "snapshot": {"uptimeMs": int((time.time() - self.started_at) * 1000)},
@@ -526,7 +562,7 @@ class ReferenceGateway:
 
     async def _ack_queued(self, run: Run) -> None:
         """The queued send's own run ends with a final without message once its request is processed."""
-        await asyncio.sleep(self.config.queued_ack_ms / 1000.0)
+        await asyncio.sleep(self.config.ack_ms / 1000.0)
         await self._chat_event(run, "final", None)
         run.state = "ok"
         run.done.set()
@@ -558,13 +594,13 @@ class ReferenceGateway:
             return
         session.history.append({"role": "user", "text": message})
         session.history.append({"role": "assistant", "text": text, "runId": run.run_id})
-        if self.config.profile == "healthy" or followup:
+        if not self.config.behaviour.race or followup:
             self._release_guard(session)
             await self._chat_event(run, "final", text or None)
         else:
             # The bug: the final goes out while the run still holds the guard (post-reply teardown).
             await self._chat_event(run, "final", text or None)
-            await asyncio.sleep(self.config.teardown_ms / 1000.0)
+            await asyncio.sleep(self.config.teardown_s())
             self._release_guard(session)
         run.state = "ok"
         run.done.set()
@@ -580,6 +616,9 @@ class ReferenceGateway:
         body = {"model": self.config.model, "messages": messages, "stream": True}
         headers = {"Authorization": f"Bearer {self.config.provider_api_key}"}
         text = ""
+        if self.config.speaks >= 4:
+            for phase in STATUS_PHASES:
+                await self._chat_event(run, "status", None, phase=phase)
         async with self._http.post(f"{self.config.provider_url}/chat/completions", json=body, headers=headers) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
@@ -595,7 +634,8 @@ class ReferenceGateway:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         text += piece
-                        await self._chat_event(run, "delta", text)
+                        await self._chat_event(run, "delta", text,
+                                               **({"deltaText": piece} if self.config.speaks >= 4 else {}))
         return text
 
     def _schedule_drain(self, session: Session) -> None:
@@ -613,7 +653,7 @@ class ReferenceGateway:
                     dropped, session.queue = session.queue, []
                     self.log.error(f"followup queue for {session.key}: dropped {len(dropped)} queued turn(s)")
                     return
-                if self.config.profile == "healthy":
+                if not self.config.behaviour.race:
                     # The intended fix: a drain waits for the active run to clear its guard.
                     await session.guard_cleared.wait()
                 run = Run(run_id=str(uuid.uuid4()), session_key=session.key)
@@ -642,6 +682,10 @@ class ReferenceGateway:
 
 class RequestError(Exception):
     pass
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _error(req_id: Any, code: str, message: str) -> dict[str, Any]:

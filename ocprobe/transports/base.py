@@ -13,6 +13,8 @@ class Transport(ABC):
 
     #: ``server.version`` reported by the gateway, once connected
     server_version: str | None = None
+    #: the protocol version negotiated in the handshake, where the transport has one (the WebSocket)
+    protocol: int | None = None
 
     @abstractmethod
     async def open(self) -> None:

@@ -1,4 +1,9 @@
-"""The OpenClaw gateway WebSocket protocol (v3), as a client: handshake, ``chat.send`` and ``chat`` events.
+"""The OpenClaw gateway WebSocket protocol, as a client: handshake, ``chat.send`` and ``chat`` events.
+
+It offers protocols 3 to 4: releases up to 2026.5.7 speak 3 and accept any range holding it, those from
+2026.5.12 speak 4 and refuse a range without it (``PROTOCOL_MISMATCH``, close 1002). What v4 adds that a
+probe meets is tolerated: non-terminal ``status`` events, an incremental ``deltaText`` beside the whole
+text, and more answers from the idempotency cache.
 
 A gateway may misbehave in any way (see ``ocprobe.reference.faults``): frames that are not JSON, or of
 the wrong shape, are skipped; a frame above the negotiated ``maxPayload`` closes the connection; a dead
@@ -21,16 +26,29 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
 from ocprobe import __version__
-from ocprobe.errors import AuthFailed, OcprobeError, ProtocolError, TargetUnreachable
+from ocprobe.errors import AuthFailed, OcprobeError, ProtocolError, ProtocolMismatch, TargetUnreachable
 from ocprobe.models import ChatEvent, ChatOutcome
 from ocprobe.transports.base import Transport
 
-PROTOCOL_VERSION = 3
+#: The protocol versions ocprobe speaks, offered as one range in ``connect``.
+PROTOCOL_MIN, PROTOCOL_MAX = 3, 4
 TERMINAL_STATES = ("final", "error", "aborted")
 # Only this client id in backend mode keeps its scopes without a device key (see the shared notes).
 CLIENT_ID = "gateway-client"
 CLIENT_MODE = "backend"
-AUTH_ERROR_CODES = {"AUTH_TOKEN_MISMATCH", "AUTH_TOKEN_MISSING", "DEVICE_IDENTITY_REQUIRED", "NOT_PAIRED", "UNAUTHORIZED"}
+AUTH_ERROR_CODES = {
+    "AUTH_TOKEN_MISMATCH", "AUTH_TOKEN_MISSING", "DEVICE_IDENTITY_REQUIRED", "NOT_PAIRED", "UNAUTHORIZED",
+    # from 2026.5.12 (protocol 4)
+    "AUTH_REQUIRED", "AUTH_UNAUTHORIZED", "AUTH_TOKEN_NOT_CONFIGURED", "AUTH_RATE_LIMITED", "PAIRING_REQUIRED",
+}
+PROTOCOL_MISMATCH = "PROTOCOL_MISMATCH"
+# ``chat.send`` answers: a run under way (wait for its events), or the idempotency cache's word on a run that
+# ended before (v3: ok; v4 adds completed, error, timeout, aborted): no new event will come for it.
+RUNNING_ACKS = ("started", "in_flight", "accepted")
+CACHED_ACKS = ("ok", "completed", "error", "timeout", "aborted")
+# Close codes during the handshake: 1008 policy (auth), 1002 protocol error, 1013 try again later (start-up).
+CLOSE_POLICY, CLOSE_PROTOCOL, CLOSE_TRY_LATER = 1008, 1002, 1013
+TRY_LATER_DELAY = 0.5
 # Re-establishing a dead connection: the first retry at once, then waits doubling from 0.1 s up to 2 s,
 # for at most this long before the run ends.
 RECONNECT_BUDGET = 5.0
@@ -64,7 +82,8 @@ class ChatUpdate:
     run_id: str
     session_key: str
     state: str
-    text: str
+    text: str  # the whole text so far, from ``message``
+    delta_text: str  # v4: what this event adds (``deltaText``), when it carries no message
     error_message: str | None
     error_kind: str | None
 
@@ -82,6 +101,7 @@ def parse_chat_event(frame: dict[str, Any]) -> ChatUpdate | None:
         # Interned: a call's record keeps its state, one of a few words decoded anew from every frame.
         state=sys.intern(_str(payload.get("state")) or ""),
         text=message_text(payload.get("message")),
+        delta_text=_str(payload.get("deltaText")) or "",
         error_message=_str(payload.get("errorMessage")),
         error_kind=_str(payload.get("errorKind")),
     )
@@ -93,6 +113,28 @@ def _str(value: Any) -> str | None:
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def negotiated_protocol(hello: dict[str, Any]) -> int | None:
+    """The protocol a hello-ok names, when it is one ocprobe offered."""
+    value = hello.get("protocol")
+    ok = isinstance(value, int) and not isinstance(value, bool) and PROTOCOL_MIN <= value <= PROTOCOL_MAX
+    return value if ok else None
+
+
+def _server_protocols(details: dict[str, Any]) -> str:
+    """What a PROTOCOL_MISMATCH refusal says the gateway speaks, from whichever keys it uses."""
+    def num(key: str) -> int | None:
+        value = details.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    low, high = num("minProtocol") or num("serverMinProtocol"), num("maxProtocol") or num("serverMaxProtocol")
+    expected = num("expectedProtocol") or num("protocol") or num("serverProtocol")
+    if low is not None and high is not None:
+        return f"protocol {low}" if low == high else f"protocols {low}..{high}"
+    if expected is not None:
+        return f"protocol {expected}"
+    return "a protocol it did not name"
 
 
 def max_payload(hello: dict[str, Any]) -> int | None:
@@ -154,6 +196,7 @@ class OpenClawWsTransport(Transport):
         self._foreign: list[ChatEvent] = []
         self._ids = itertools.count(1)
         self.hello: dict[str, Any] = {}
+        self.protocol: int | None = None  # negotiated in the handshake
         self.reconnects = 0  # connections re-established after one died
         self._connected = False  # a handshake has succeeded once: later refusals may be passing
 
@@ -164,7 +207,8 @@ class OpenClawWsTransport(Transport):
             retry_after = await self._connect_once()
             if retry_after is None:
                 return
-            # The gateway is still starting (UNAVAILABLE startup-sidecars): retry as it asks, bounded.
+            # The gateway is still starting (UNAVAILABLE startup-sidecars, or a 1013 close): retry as it
+            # asks, bounded.
             if time.monotonic() + retry_after > deadline:
                 raise TargetUnreachable(f"{self.url}: gateway still unavailable after {self._startup_retry_budget:.0f}s")
             await asyncio.sleep(retry_after)
@@ -191,6 +235,9 @@ class OpenClawWsTransport(Transport):
             res = await self._recv_json(ws, "connect response")
         except websockets.exceptions.ConnectionClosed as exc:
             await ws.close()
+            rcvd = exc.rcvd
+            if rcvd is not None and rcvd.code == CLOSE_TRY_LATER:
+                return TRY_LATER_DELAY
             raise self._closed_during_handshake(exc) from None
         except BaseException:
             await ws.close()
@@ -200,27 +247,36 @@ class OpenClawWsTransport(Transport):
             raise ProtocolError(f"{self.url}: expected the connect response, got {_brief(res)}")
         if not res.get("ok"):
             await ws.close()
-            error = _obj(res.get("error"))
-            retry_after = error.get("retryAfterMs")
-            if error.get("code") == "UNAVAILABLE" and isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool):
-                return min(max(0.05, retry_after / 1000.0), self._startup_retry_budget)
-            detail_code = _oneline(_str(_obj(error.get("details")).get("code")) or _str(error.get("code")) or "", 60) or None
-            message = _oneline(_str(error.get("message")) or "unknown error")
-            text = f"{self.url}: gateway refused the connection: {message} ({detail_code})"
-            if detail_code in AUTH_ERROR_CODES or "unauthorized" in message.lower():
-                raise AuthFailed(text)
-            raise TargetUnreachable(text)
+            return self._refused(_obj(res.get("error")))
         self.hello = _obj(res.get("payload"))
         self.server_version = _str(_obj(self.hello.get("server")).get("version"))
+        self.protocol = negotiated_protocol(self.hello)
         self._ws = ws
         self._reader = asyncio.create_task(self._read_loop(ws))
         self._connected = True
         return None
 
+    def _refused(self, error: dict[str, Any]) -> float:
+        """The retry delay of a refusal that asks for one (start-up); raises for any other."""
+        retry_after = error.get("retryAfterMs")
+        if error.get("code") == "UNAVAILABLE" and isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool):
+            return min(max(0.05, retry_after / 1000.0), self._startup_retry_budget)
+        details = _obj(error.get("details"))
+        detail_code = _oneline(_str(details.get("code")) or _str(error.get("code")) or "", 60) or None
+        message = _oneline(_str(error.get("message")) or "unknown error")
+        if detail_code == PROTOCOL_MISMATCH or message.lower().startswith("protocol mismatch"):
+            raise ProtocolMismatch(f"{self.url}: gateway refused the connection: protocol mismatch: it speaks "
+                                   f"{_server_protocols(details)}, ocprobe offers {PROTOCOL_MIN}..{PROTOCOL_MAX} "
+                                   f"({PROTOCOL_MISMATCH})")
+        text = f"{self.url}: gateway refused the connection: {message} ({detail_code})"
+        if detail_code in AUTH_ERROR_CODES or "unauthorized" in message.lower():
+            raise AuthFailed(text)
+        raise TargetUnreachable(text)
+
     def _connect_frame(self) -> dict[str, Any]:
         params: dict[str, Any] = {
-            "minProtocol": PROTOCOL_VERSION,
-            "maxProtocol": PROTOCOL_VERSION,
+            "minProtocol": PROTOCOL_MIN,
+            "maxProtocol": PROTOCOL_MAX,
             "client": {"id": CLIENT_ID, "version": __version__, "platform": sys.platform, "mode": CLIENT_MODE},
             "role": "operator",
             "scopes": ["operator.read", "operator.write"],
@@ -241,8 +297,12 @@ class OpenClawWsTransport(Transport):
 
     def _closed_during_handshake(self, exc: websockets.exceptions.ConnectionClosed) -> Exception:
         rcvd = exc.rcvd
-        if rcvd is not None and rcvd.code == 1008:
+        if rcvd is not None and rcvd.code == CLOSE_POLICY:
             return AuthFailed(f"{self.url}: gateway closed the connection (policy violation: {_oneline(rcvd.reason) or 'unauthorized'})")
+        if rcvd is not None and rcvd.code == CLOSE_PROTOCOL:
+            return ProtocolMismatch(f"{self.url}: gateway closed the connection (protocol error: "
+                                    f"{_oneline(rcvd.reason) or 'protocol mismatch'}); ocprobe offers protocols "
+                                    f"{PROTOCOL_MIN}..{PROTOCOL_MAX}")
         return TargetUnreachable(f"{self.url}: connection closed during the handshake")
 
     async def close(self) -> None:
@@ -298,6 +358,8 @@ class OpenClawWsTransport(Transport):
             return  # a duplicate terminal event: the first one decided
         if update.text:
             run.text = update.text  # a delta carries the whole text so far
+        elif update.delta_text and update.state == "delta":
+            run.text += update.delta_text  # v4: an increment with no whole text beside it
         if terminal:
             run.state = update.state
             run.ended_perf, run.ended_at = received_perf, received_at
@@ -359,6 +421,8 @@ class OpenClawWsTransport(Transport):
                     await self.open()
                     self.reconnects += 1
                     return
+                except ProtocolMismatch:
+                    raise  # another release came up on the port: no retry makes it speak ours
                 except OcprobeError as exc:
                     elapsed = time.monotonic() - start
                     if elapsed + delay > self._reconnect_budget:
@@ -384,9 +448,10 @@ class OpenClawWsTransport(Transport):
                 return self._finish(outcome, t0)
             payload = _obj(res.get("payload"))
             outcome.ack_status = _str(payload.get("status"))
-            if outcome.ack_status == "ok":
+            if outcome.ack_status in CACHED_ACKS:
                 # Answered from the idempotency cache: that run ended before, no new final will come.
-                outcome.error_message = "the gateway answered from its idempotency cache (key already used)"
+                outcome.error_message = (f"the gateway answered from its idempotency cache (key already used; "
+                                         f"status {outcome.ack_status})")
                 return self._finish(outcome, t0)
             answered_run = _str(payload.get("runId")) or idempotency_key
             if answered_run != idempotency_key:

@@ -45,7 +45,7 @@ async def handshake(url: str, auth: dict[str, Any] | None) -> tuple[ClientConnec
     ws = await connect(url, proxy=None)
     challenge = await recv(ws)
     params: dict[str, Any] = {
-        "minProtocol": 3, "maxProtocol": 3, "role": "operator", "scopes": ["operator.read", "operator.write"],
+        "minProtocol": 3, "maxProtocol": 4, "role": "operator", "scopes": ["operator.read", "operator.write"],
         "client": {"id": "gateway-client", "version": "test", "platform": "linux", "mode": "backend"},
     }
     if auth is not None:
@@ -86,10 +86,10 @@ def test_challenge_first_then_hello_ok(tmp_path: Path) -> None:
     async def check(gateway: ReferenceGateway, provider: ReferenceProvider, stderr: io.StringIO) -> None:
         ws, challenge, res = await handshake(gateway.url, {"token": TOKEN})
         assert challenge["type"] == "event" and challenge["event"] == "connect.challenge"
-        assert set(challenge["payload"]) == {"nonce", "ts"}
+        assert set(challenge["payload"]) == {"nonce", "ts", "capabilities"}  # protocol 4, the default
         assert res["ok"] is True
         hello = res["payload"]
-        assert hello["type"] == "hello-ok" and hello["protocol"] == 3
+        assert hello["type"] == "hello-ok" and hello["protocol"] == 4
         assert hello["server"]["version"].startswith("ocprobe-reference/")
         assert "chat.send" in hello["features"]["methods"]
         assert hello["policy"]["maxPayload"] > 0 and hello["policy"]["tickIntervalMs"] > 0

@@ -1,0 +1,205 @@
+"""Protocol negotiation (3..4) and what protocol 4 adds, against the reference gateway speaking either
+generation and the frames captured from real 2026.5.3 and 2026.9.6 (tests/data/wire)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from aiohttp import web
+from websockets.asyncio.client import connect
+
+from ocprobe.errors import AuthFailed, ProtocolMismatch
+from ocprobe.transports.ws import PROTOCOL_MAX, PROTOCOL_MIN, OpenClawWsTransport
+from tests.transports.test_ws import TOKEN, fake_gateway, hello, reference
+
+WIRE = Path(__file__).resolve().parents[1] / "data" / "wire"
+
+
+def captured(version: str) -> dict[str, Any]:
+    return json.loads((WIRE / f"openclaw-{version}.json").read_text())
+
+
+async def offer(url: str, low: int, high: int) -> tuple[dict[str, Any], dict[str, Any], tuple[int | None, str]]:
+    """A raw client offering ``low..high``: the challenge, the connect answer and the close (code, reason)."""
+    async with connect(url) as ws:
+        challenge = json.loads(await ws.recv())
+        await ws.send(json.dumps({"type": "req", "id": "connect", "method": "connect", "params": {
+            "minProtocol": low, "maxProtocol": high, "role": "operator", "scopes": ["operator.read", "operator.write"],
+            "client": {"id": "gateway-client", "version": "t", "platform": "linux", "mode": "backend"},
+            "auth": {"token": TOKEN}}}))
+        answer = json.loads(await ws.recv())
+        close: tuple[int | None, str] = (None, "no close")
+        try:
+            await asyncio.wait_for(ws.recv(), 0.5 if answer.get("ok") else 5)
+        except asyncio.TimeoutError:
+            pass  # accepted: the connection stays open
+        except websockets.exceptions.ConnectionClosed as exc:
+            close = (exc.rcvd.code if exc.rcvd else None, exc.rcvd.reason if exc.rcvd else "")
+    return challenge, answer, close
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_the_client_negotiates_either_generation(tmp_path: Path, protocol: int) -> None:
+    async def main() -> None:
+        async with reference(tmp_path, protocol=protocol) as gateway:
+            transport = OpenClawWsTransport(gateway.url, TOKEN)
+            await transport.open()
+            assert transport.protocol == protocol
+            outcome = await transport.send("agent:test:main", "say ok-1-p", "run-1", timeout=5)
+            assert outcome.state == "final" and outcome.text == "ok-1-p"
+            await transport.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(("version", "protocol"), [("2026.5.3", 3), ("2026.9.6", 4)])
+def test_the_reference_refuses_a_range_as_the_real_release_does(tmp_path: Path, version: str, protocol: int) -> None:
+    real = captured(version)
+
+    async def main() -> None:
+        async with reference(tmp_path, protocol=protocol) as gateway:
+            for case in real["mismatch"]:
+                low, high = map(int, case["offered"].split(".."))
+                challenge, answer, close = await offer(gateway.url, low, high)
+                assert answer == case["response"]  # code, message and every detail
+                assert list(close) == [case["close"]["code"], case["close"]["reason"]]
+                assert set(challenge["payload"]) == set(real["challenge"]["payload"]) - (
+                    set() if protocol >= 4 else {"capabilities"})
+            _, answer, _ = await offer(gateway.url, PROTOCOL_MIN, PROTOCOL_MAX)
+            assert answer["ok"] and answer["payload"]["protocol"] == real["hello_protocol"] == protocol
+
+    asyncio.run(main())
+
+
+def test_a_mismatch_is_one_line_naming_both_ranges_and_is_not_retried(tmp_path: Path) -> None:
+    attempts = []
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        attempts.append(1)
+        await hello(ws, captured("2026.9.6")["mismatch"][0]["response"])
+        await ws.close(code=1002, message=b"protocol mismatch")
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            with pytest.raises(ProtocolMismatch) as raised:
+                await OpenClawWsTransport(url, TOKEN).open()
+        text = str(raised.value)
+        assert "\n" not in text and "PROTOCOL_MISMATCH" in text
+        assert "it speaks protocol 4" in text and f"ocprobe offers {PROTOCOL_MIN}..{PROTOCOL_MAX}" in text
+        assert len(attempts) == 1
+
+    asyncio.run(main())
+
+
+def test_a_v3_mismatch_names_its_protocol_too(tmp_path: Path) -> None:
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws, captured("2026.5.3")["mismatch"][0]["response"])
+        await ws.close(code=1002, message=b"protocol mismatch")
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            with pytest.raises(ProtocolMismatch, match="it speaks protocol 3, ocprobe offers 3..4"):
+                await OpenClawWsTransport(url, TOKEN).open()
+
+    asyncio.run(main())
+
+
+def test_a_1002_close_without_an_answer_is_a_mismatch() -> None:
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
+        await ws.receive()
+        await ws.close(code=1002, message=b"protocol mismatch")
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            with pytest.raises(ProtocolMismatch, match="protocol error: protocol mismatch"):
+                await OpenClawWsTransport(url, TOKEN).open()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("code", ["AUTH_REQUIRED", "AUTH_UNAUTHORIZED", "AUTH_TOKEN_NOT_CONFIGURED", "AUTH_RATE_LIMITED",
+                                  "PAIRING_REQUIRED"])
+def test_the_v4_auth_codes_are_auth_failures(code: str) -> None:
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws, {"type": "res", "id": "connect", "ok": False,
+                         "error": {"code": "INVALID_REQUEST", "message": "refused", "details": {"code": code}}})
+        await ws.close(code=1008, message=b"refused")
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            with pytest.raises(AuthFailed, match=code):
+                await OpenClawWsTransport(url, TOKEN).open()
+
+    asyncio.run(main())
+
+
+def test_a_1013_close_during_start_up_is_retried() -> None:
+    attempts = []
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
+            await ws.receive()
+            await ws.close(code=1013, message=b"try again later")
+        else:
+            await hello(ws)
+            await ws.receive()
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            assert len(attempts) == 2
+            await transport.close()
+
+    asyncio.run(main())
+
+
+def scripted_run(events: list[dict[str, Any]], ack: dict[str, Any]) -> Any:
+    """A gateway that answers one chat.send with ``ack`` then sends ``events`` (runId filled in)."""
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws)
+        req = json.loads((await ws.receive()).data)
+        run_id = req["params"]["idempotencyKey"]
+        await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, **ack}})
+        for event in events:
+            await ws.send_json({"type": "event", "event": "chat", "payload": {"runId": run_id, "sessionKey": "s", **event}})
+        await ws.receive()
+
+    return handler
+
+
+def test_status_events_are_not_terminal_and_delta_text_accumulates() -> None:
+    events = [{"state": "status", "phase": "preparing_workspace"}, {"state": "status", "phase": "starting_model"},
+              {"state": "delta", "deltaText": "ok-1"}, {"state": "delta", "deltaText": "-x"}, {"state": "final"}]
+
+    async def main() -> None:
+        async with fake_gateway(scripted_run(events, {"status": "started", "messageSeq": 2})) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            outcome = await transport.send("s", "m", "k1", timeout=5)
+            assert outcome.state == "final" and outcome.text == "ok-1-x"
+            await transport.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("status", ["ok", "completed", "error", "timeout", "aborted"])
+def test_answers_from_the_idempotency_cache_end_the_call_at_once(status: str) -> None:
+    async def main() -> None:
+        async with fake_gateway(scripted_run([], {"status": status, "cached": True})) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            outcome = await transport.send("s", "m", "k1", timeout=5)
+            assert outcome.state == "error" and f"status {status}" in (outcome.error_message or "")
+            assert outcome.latency_ms < 2000
+            await transport.close()
+
+    asyncio.run(main())
