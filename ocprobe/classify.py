@@ -16,16 +16,30 @@ from ocprobe.models import CallClass, ChatOutcome, Evidence
 FLOOR_FRACTION = 0.5
 
 
+# An echo is recognised by the prompt's own words around the nonce: this many characters of them at least.
+ECHO_MIN_CHARS = 8
+
+
 @dataclass(frozen=True)
 class Verdict:
     cls: CallClass
     evidence: Evidence
     llm_reached: bool | None
+    echo: bool = False  # the reply repeats the prompt: its nonce proves nothing
 
 
-def classify(outcome: ChatOutcome, nonce: str, *, witness_hits: int | None, floor_ms: float | None) -> Verdict:
+def echoes(text: str, message: str, nonce: str) -> bool:
+    """Whether ``text`` repeats the prompt ``message`` (words of it besides the nonce), as a gateway or relay
+    that echoes its input does: the nonce is in the prompt, so such a reply carries it without any LLM."""
+    squeezed = " ".join(text.split())
+    parts = [" ".join(part.split()) for part in message.split(nonce)]
+    return any(len(part.replace(" ", "")) >= ECHO_MIN_CHARS and part in squeezed for part in parts)
+
+
+def classify(outcome: ChatOutcome, nonce: str, *, witness_hits: int | None, floor_ms: float | None,
+             message: str = "") -> Verdict:
     """``witness_hits``: provider requests carrying the nonce that arrived before the reply ended, or
-    None when ocprobe does not run the target's LLM."""
+    None when ocprobe does not run the target's LLM. ``message``: what was sent, to tell an echo from a reply."""
     reached = None if witness_hits is None else witness_hits > 0
     if outcome.state == "timeout":
         return Verdict(CallClass.TIMEOUT, Evidence.TRANSPORT, reached)
@@ -39,8 +53,13 @@ def classify(outcome: ChatOutcome, nonce: str, *, witness_hits: int | None, floo
         if has_nonce:
             return Verdict(CallClass.REAL, Evidence.WITNESS, True)
         return Verdict(CallClass.WRONG if text else CallClass.EMPTY, Evidence.WITNESS, True)
-    if has_nonce:
+    echo = has_nonce and bool(message) and echoes(text, message, nonce)
+    if has_nonce and not echo:
         return Verdict(CallClass.REAL, Evidence.NONCE, True)
+    if echo:  # judged as a reply without the nonce: by the floor when there is one
+        cls = CallClass.FAST_FAIL if floor_ms is not None and outcome.latency_ms < floor_ms else CallClass.WRONG
+        return Verdict(cls, Evidence.LATENCY_FLOOR if floor_ms is not None else Evidence.NONCE,
+                       False if cls is CallClass.FAST_FAIL else None, echo=True)
     if floor_ms is not None and outcome.latency_ms < floor_ms:
         return Verdict(CallClass.FAST_FAIL, Evidence.LATENCY_FLOOR, False)
     if floor_ms is not None:

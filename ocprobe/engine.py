@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ocprobe.classify import calibrated_floor, classify, name_pattern, percentile, sequence_strip
+from ocprobe.classify import calibrated_floor, classify, echoes, name_pattern, percentile, sequence_strip
 from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_SESSION_KEY
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import (
@@ -386,7 +386,8 @@ class ProbeEngine:
         its own ``message`` and ``wait``; ``extra`` are the fields of its mode's ``record_type``."""
         nonce, run_id = cfg.nonce(index), cfg.idempotency_key(index)
         template = cfg.message if message is None else message
-        outcome = await self.transport.send(session_key, template.format(i=index, nonce=nonce), run_id, cfg.timeout)
+        sent = template.format(i=index, nonce=nonce)
+        outcome = await self.transport.send(session_key, sent, run_id, cfg.timeout)
         if (cfg.wait if wait is None else wait) == "agent.wait" and outcome.state == "final":
             await self.transport.wait_run(run_id, cfg.timeout)
         hits = None
@@ -394,11 +395,13 @@ class ProbeEngine:
             hits = sum(1 for at in self._witness_times(nonce) if at <= outcome.ended_at)
         # The floor decides only without a witness and without the nonce in the reply: computed only then.
         floor = cfg.floor_ms
-        if floor is None and hits is None and nonce not in outcome.text:
+        if floor is None and hits is None and (nonce not in outcome.text or echoes(outcome.text, sent, nonce)):
             floor = calibrated_floor(self._real)
-        verdict = classify(outcome, nonce, witness_hits=hits, floor_ms=floor)
+        verdict = classify(outcome, nonce, witness_hits=hits, floor_ms=floor, message=sent)
         error = outcome.error_message
-        if verdict.cls is CallClass.WRONG:
+        if verdict.echo:
+            error = error or "the reply echoes the prompt: its nonce is no evidence of an LLM round trip"
+        elif verdict.cls is CallClass.WRONG:
             error = error or self._foreign_nonce_note(outcome.text, cfg, index)
         self._foreign.extend(self.transport.take_foreign_events())
         if record_type is None:
@@ -477,7 +480,8 @@ class ProbeEngine:
         witnessed = [
             at for at in self._witness_times(record.nonce) if at > record.ended_at
         ]
-        finals = [e for e in self._foreign if record.nonce in e.text]
+        # A final that came before the call was sent cannot be its late reply, whatever text it carries.
+        finals = [e for e in self._foreign if record.nonce in e.text and e.at >= record.started_at]
         if not witnessed and not finals:
             return None
         final = finals[0] if finals else None

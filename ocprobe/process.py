@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
@@ -16,6 +17,17 @@ from ocprobe.errors import TargetUnreachable
 
 LineCallback = Callable[[str, str, float], None]  # (stream name, line, epoch time)
 MAX_LINE = 64 * 1024
+
+
+def die_with_parent() -> tuple[str, ...]:
+    """A prefix for a child's argv that has the kernel kill it when ocprobe dies, even of SIGKILL, which no
+    finally block outlives (Linux: util-linux's setpriv sets the parent-death signal, then execs the child
+    under the same PID). Elsewhere, or without setpriv, nothing: the child is stopped by ocprobe as before."""
+    if sys.platform.startswith("linux"):
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            return (setpriv, "--pdeathsig", "KILL", "--")
+    return ()
 
 
 class ManagedProcess:
@@ -53,7 +65,7 @@ class ManagedProcess:
     async def start(self) -> None:
         self.stdout_path.parent.mkdir(parents=True, exist_ok=True)
         self._proc = await asyncio.create_subprocess_exec(
-            *self.argv,
+            *die_with_parent(), *self.argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -201,6 +201,8 @@ async def run_probe(
     watched = list(patterns)
     parsed_gates = prepare_gates(gates, watched)
     token = validate_target(spec)
+    for warning in spec.warnings:
+        observer.warn(warning)
     if cfg.wait == "agent.wait" and spec.transport != "ws":
         raise UsageError(f"--wait agent.wait needs the ws transport ({spec.transport} has no agent.wait)")
     validate_log_paths(log_paths)

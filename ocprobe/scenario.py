@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,7 +47,7 @@ from ocprobe.models import CallClass
 from ocprobe.reference.defaults import PROFILES, QUEUE_MODES
 from ocprobe.runner import LIMITS, log_patterns, prepare_gates, run_probe, validate_config, validate_message_template
 from ocprobe.sweep import SweepConfig, run_sweep
-from ocprobe.targets import EMBEDDED, EmbeddedOptions, OpenClawOptions, TargetSpec, validate_target
+from ocprobe.targets import EMBEDDED, EmbeddedOptions, OpenClawOptions, TargetSpec, is_loopback, validate_target
 from ocprobe.transports import TRANSPORT_NAMES
 
 MODES = ("steps", "sequential", "concurrent", "sweep")
@@ -106,6 +107,7 @@ class _Source:
     path: Path
     text: str
     overridden: set[tuple[str | int, ...]] = field(default_factory=set)
+    allow_remote: bool = False  # the user accepted a non-loopback target named by the file (--allow-remote)
 
     def where(self, key: Sequence[str | int]) -> str:
         """``FILE:LINE: KEY`` (or ``FILE: --set KEY`` for an override), to start an error message with."""
@@ -120,8 +122,9 @@ class _Source:
         return ScenarioError(f"{self.where(key)}: {problem}")
 
 
-def load_scenario(path: Path, overrides: Sequence[str] = ()) -> Scenario:
-    """Read, override (``key=value``, the value in TOML syntax or a bare string) and check a scenario."""
+def load_scenario(path: Path, overrides: Sequence[str] = (), *, allow_remote: bool = False) -> Scenario:
+    """Read, override (``key=value``, the value in TOML syntax or a bare string) and check a scenario.
+    ``allow_remote``: the user accepts a non-loopback target the file names."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -132,7 +135,7 @@ def load_scenario(path: Path, overrides: Sequence[str] = ()) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    source = _Source(path, text)
+    source = _Source(path, text, allow_remote=allow_remote)
     for override in overrides:
         _apply_override(data, override, source)
     return _build(data, source)
@@ -253,7 +256,24 @@ def _build(data: dict[str, Any], source: _Source) -> Scenario:
                     gates=gates)
 
 
+# A scenario file is untrusted input (shared, downloaded, written by someone else): it may not say where a
+# secret comes from, nor let one travel in clear. These keys count only when the user's own command line sets
+# them (``--set`` or ``ocprobe run``'s --token-file, --token-env, --allow-insecure).
+SECRET_KEYS = ("token_env", "token_file", "allow_insecure")
+
+
 def _target_spec(target: str, transport: dict[str, Any], gateway: dict[str, Any], source: _Source) -> TargetSpec:
+    for key in SECRET_KEYS:
+        if key in transport and ("transport", key) not in source.overridden:
+            raise source.fail(("transport", key), "a scenario file cannot choose where the gateway token comes from "
+                                                  "or let it travel in clear: give --token-file, --token-env or "
+                                                  "--allow-insecure to 'ocprobe run'")
+    if not isinstance(target, str):
+        raise source.fail(("target",), "expected a string")
+    if ("target",) not in source.overridden and not source.allow_remote and _remote(target):
+        raise source.fail(("target",), f"{target} is not on this machine: a scenario file cannot send your gateway "
+                                       f"token elsewhere (run it with --allow-remote to accept this destination, "
+                                       f"or name the target yourself with --set target=URL)")
     for key, allowed in (("profile", PROFILES), ("queue_mode", QUEUE_MODES)):
         if key in gateway and gateway[key] not in allowed:
             raise source.fail(("gateway", key), f"unknown {key.replace('_', ' ')} {gateway[key]!r} (choose from {', '.join(allowed)})")
@@ -274,7 +294,7 @@ def _target_spec(target: str, transport: dict[str, Any], gateway: dict[str, Any]
         ),
         transport=transport.get("name"), relay_body=transport.get("relay_body"), reply_path=transport.get("reply_path"),
         openai_model=transport.get("openai_model"), openai_stream=transport.get("stream", True),
-        token_file=_relative(source, transport["token_file"]) if "token_file" in transport else None,
+        token_file=Path(transport["token_file"]) if "token_file" in transport else None,  # the user's, from their cwd
         allow_insecure=transport.get("allow_insecure", False),
         **({"token_env": transport["token_env"]} if "token_env" in transport else {}),
     )
@@ -285,6 +305,15 @@ def _target_spec(target: str, transport: dict[str, Any], gateway: dict[str, Any]
     except UsageError as exc:
         raise source.fail(("target",), str(exc)) from None
     return spec
+
+
+def _remote(target: str) -> bool:
+    """A ws/http target whose host is not loopback (where a token would leave the machine)."""
+    try:
+        parts = urlsplit(target)
+        return parts.scheme in ("ws", "wss", "http", "https") and not is_loopback(parts.hostname or "")
+    except ValueError:
+        return False  # refused later, with the reason
 
 
 def _validate_external(spec: TargetSpec) -> None:

@@ -20,12 +20,14 @@ def same_secret(presented: str, expected: str) -> bool:
 
 
 class Redactor:
+    """Replaces every secret it knows, whatever its length: a short token is still a token (redacting it may
+    mangle text that happens to contain it, which is the lesser harm)."""
+
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        # Short strings would redact ordinary words; real tokens and keys are long.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 8}, key=len, reverse=True)
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 8 and secret not in self._secrets:
+        if secret and secret not in self._secrets:
             self._secrets = sorted([*self._secrets, secret], key=len, reverse=True)
 
     def __call__(self, value: T) -> T:

@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -78,6 +79,9 @@ class TargetSpec:
     reply_path: str | None = None  # None: DEFAULT_REPLY_PATH
     openai_model: str | None = None  # None: DEFAULT_OPENAI_MODEL
     openai_stream: bool = True
+    #: what the user should hear about the target's settings (e.g. a token file others can read); filled by
+    #: ``validate_target``, shown by the command
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,7 +179,7 @@ def validate_target(spec: TargetSpec) -> str | None:
         wanted = "a ws:// or wss://" if spec.transport == "ws" else "an http:// or https://"
         raise UsageError(f"--transport {spec.transport} needs {wanted} target, got {spec.target}")
     _validate_transport_options(spec)
-    if parts.scheme in ("ws", "http") and not _is_loopback(parts.hostname) and not spec.allow_insecure:
+    if parts.scheme in ("ws", "http") and not is_loopback(parts.hostname) and not spec.allow_insecure:
         secure = "wss://" if parts.scheme == "ws" else "https://"
         raise UsageError(
             f"{spec.target} is not loopback: {parts.scheme}:// would send the gateway token in clear text "
@@ -218,7 +222,7 @@ def make_transport(spec: TargetSpec, url: str, token: str | None) -> Transport:
     return OpenClawWsTransport(url, token)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -232,10 +236,14 @@ def read_token(spec: TargetSpec) -> str:
     if spec.token_file is not None:
         try:
             token = spec.token_file.read_text(encoding="utf-8").strip()
+            mode = stat.S_IMODE(spec.token_file.stat().st_mode)
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read token file {spec.token_file}: {getattr(exc, 'strerror', None) or exc}") from None
         if not token:
             raise UsageError(f"token file {spec.token_file} is empty")
+        if mode & 0o077:  # as ssh says of a private key others can read
+            spec.warnings.append(f"token file {spec.token_file} is readable by others (mode {mode:04o}): "
+                                 f"chmod 600 {spec.token_file}")
         return token
     token = os.environ.get(spec.token_env, "").strip()
     if not token:

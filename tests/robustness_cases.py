@@ -200,6 +200,19 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("results-missing", ("compare", "{tmp}/nope.jsonl", "{tmp}/good.jsonl"), "cannot read results file"),
     BadInput("results-directory", ("compare", "{tmp}", "{tmp}/good.jsonl"), "cannot read results file"),
     BadInput("results-one", ("compare", "{tmp}/good.jsonl"), "compare needs at least two"),
+    # output paths, checked before the first call
+    BadInput("report-is-a-file", ("sequential", "-n", "1", "--report", "{tmp}/empty.token"),
+             "empty.token: it exists and is not a directory"),
+    BadInput("report-under-a-file", ("sequential", "-n", "1", "--report", "{tmp}/empty.token/sub"), "cannot write --report"),
+    # protocol versions and the release matrix
+    BadInput("protocol-unknown", ("sequential", "--protocol", "5"), "Invalid value for '--protocol'"),
+    BadInput("matrix-probe-unknown", ("matrix", "run", "--versions", "2026.5.3", "--probe", "soak:n=5"),
+             "write MODE:KEY=VALUE,... with MODE sequential or concurrent"),
+    BadInput("matrix-probe-key", ("matrix", "run", "--versions", "2026.5.3", "--probe", "concurrent:n=4,rate=3"),
+             "unknown key 'rate' for concurrent"),
+    BadInput("matrix-sample-without-range", ("matrix", "run", "--versions", "2026.5.3", "--sample", "3"),
+             "--sample takes a --range"),
+    BadInput("matrix-merge-not-a-cell", ("matrix", "merge", "{tmp}/good.jsonl"), "not JSON"),
     # the command line itself
     BadInput("option-unknown", ("sequential", "--colour"), "No such option: --colour"),
     BadInput("command-unknown", ("probe",), "No such command 'probe'"),

@@ -70,3 +70,34 @@ def test_pattern_names(passed: list[bool], name: str) -> None:
 
 def test_strip() -> None:
     assert sequence_strip([True, False, True]) == "✔✗✔"
+
+
+# -- an echo is no reply -----------------------------------------------------------------------------
+PROMPT = "Reply with exactly this token and nothing else: ok-1-abc"
+
+
+@pytest.mark.parametrize("reply", [PROMPT, f"You said: {PROMPT}", "reply  with exactly this token and nothing else: ok-1-abc".replace("r", "R", 1),
+                                   f"[Tue 2026-11-24 15:21 UTC] {PROMPT}\n"])
+def test_a_reply_echoing_the_prompt_is_not_real_without_a_witness(reply: str) -> None:
+    outcome = ChatOutcome(run_id="r", state="final", text=reply, latency_ms=5.0)
+    verdict = classify(outcome, "ok-1-abc", witness_hits=None, floor_ms=None, message=PROMPT)
+    assert verdict.echo and verdict.cls is CallClass.WRONG and verdict.llm_reached is None
+    fast = classify(outcome, "ok-1-abc", witness_hits=None, floor_ms=100.0, message=PROMPT)
+    assert fast.cls is CallClass.FAST_FAIL and fast.evidence is Evidence.LATENCY_FLOOR
+
+
+def test_the_bare_nonce_or_a_sentence_around_it_is_still_real() -> None:
+    for reply in ("ok-1-abc", "Sure! ok-1-abc", "The token is ok-1-abc."):
+        outcome = ChatOutcome(run_id="r", state="final", text=reply, latency_ms=900.0)
+        verdict = classify(outcome, "ok-1-abc", witness_hits=None, floor_ms=None, message=PROMPT)
+        assert verdict.cls is CallClass.REAL and not verdict.echo
+
+
+def test_the_witness_still_decides_when_there_is_one() -> None:
+    outcome = ChatOutcome(run_id="r", state="final", text=PROMPT, latency_ms=900.0)
+    assert classify(outcome, "ok-1-abc", witness_hits=1, floor_ms=None, message=PROMPT).cls is CallClass.REAL
+
+
+def test_a_prompt_that_is_only_the_nonce_cannot_be_told_from_an_echo() -> None:
+    outcome = ChatOutcome(run_id="r", state="final", text="ok-1-abc", latency_ms=900.0)
+    assert classify(outcome, "ok-1-abc", witness_hits=None, floor_ms=None, message="ok-1-abc").cls is CallClass.REAL

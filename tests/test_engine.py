@@ -338,3 +338,54 @@ def test_a_call_is_ok_when_real_and_a_scripted_call_when_its_step_expects_its_cl
     assert ScriptCallRecord(**plain, step=2, expect=["fast_fail"]).ok  # expected: a good call to a verdict
     assert not ScriptCallRecord(**plain, step=2, expect=["real"]).ok
     assert ScriptCallRecord(**plain, step=2).ok  # no expectation: any class
+
+
+def test_a_final_from_before_a_call_was_sent_is_not_its_late_reply() -> None:
+    """A hostile gateway sends, while call 1 runs, a final under its own runId carrying call 2's nonce; call 2
+    then gets an empty final. Before: call 2 was 'ran_late' with a late reply 300 ms before it was sent."""
+    import json as json_
+
+    from aiohttp import web
+
+    from ocprobe.transports.ws import OpenClawWsTransport
+    from tests.transports.test_ws import TOKEN, fake_gateway, hello
+
+    cfg = SequentialConfig(calls=2, settle=0.3, probe_id="fixed1")
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws)
+        async for msg in ws:
+            req = json_.loads(msg.data)
+            if req.get("method") != "chat.send":
+                continue
+            run_id = req["params"]["idempotencyKey"]
+            await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, "status": "started"}})
+            first = run_id == cfg.idempotency_key(1)
+            if first:  # the forged "late reply" of call 2, before call 2 exists
+                await ws.send_json({"type": "event", "event": "chat", "payload": {
+                    "runId": "srv-forged", "sessionKey": "s", "state": "final",
+                    "message": {"content": [{"type": "text", "text": cfg.nonce(2)}]}}})
+                await asyncio.sleep(0.05)
+            text = cfg.nonce(1) if first else ""
+            await ws.send_json({"type": "event", "event": "chat", "payload": {
+                "runId": run_id, "sessionKey": "s", "state": "final",
+                "message": {"content": [{"type": "text", "text": text}]}}})
+
+    async def main() -> ProbeResult:
+        logs = LogWatcher()
+        await logs.start()
+        try:
+            async with fake_gateway(handler) as url:
+                transport = OpenClawWsTransport(url, TOKEN)
+                await transport.open()
+                engine = ProbeEngine(transport, TargetInfo(target=url), witness=None, logs=logs, observer=Observer())
+                result = await engine.run(cfg)
+                await transport.close()
+                return result
+        finally:
+            await logs.stop()
+
+    result = asyncio.run(main())
+    second = result.records[1]
+    assert result.records[0].cls is CallClass.REAL and second.cls is not CallClass.REAL
+    assert second.late is None and second.fate is Fate.UNKNOWN

@@ -6,6 +6,9 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
+
+import pytest
 
 from ocprobe.process import terminate
 
@@ -43,3 +46,39 @@ def test_terminate_a_finished_child_is_a_no_op() -> None:
         return proc.returncode
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_the_gateway_child_dies_with_ocprobe_even_of_sigkill(tmp_path: Path) -> None:
+    """Before: SIGKILL of ocprobe left the embedded gateway running with parent 1, answering /healthz."""
+    import subprocess
+    import sys
+
+    from ocprobe.process import die_with_parent
+
+    if not die_with_parent():
+        pytest.skip("no parent-death signal on this platform (Linux with util-linux's setpriv)")
+    probe = subprocess.Popen([sys.executable, "-m", "ocprobe", "sequential", "-n", "2000", "--latency-ms", "200", "-q",
+                              "--run-dir", str(tmp_path / "run")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "OCPROBE_CACHE": str(tmp_path / "cache")})
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not children and time.monotonic() < deadline:
+            try:
+                children = [int(pid) for pid in Path(f"/proc/{probe.pid}/task/{probe.pid}/children").read_text().split()]
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert children, "the gateway child did not start"
+        time.sleep(1.0)  # calls under way
+    finally:
+        probe.kill()
+        probe.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    alive = children
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:1]]
+        time.sleep(0.1)
+    assert not alive, f"children {alive} outlived ocprobe"

@@ -87,7 +87,7 @@ def test_redactor_keeps_types_and_replaces_everywhere() -> None:
     redact = Redactor([TOKEN, None, "short"])
     value = {"a": [TOKEN, ("x" + TOKEN, 3)], TOKEN: CallClass.REAL}
     assert redact(value) == {"a": ["***", ("x***", 3)], "***": CallClass.REAL}
-    assert redact("short stays") == "short stays"  # too short to be a secret
+    assert redact("a short one") == "a *** one"  # a short token is still a token
 
 
 async def _ocprobe(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
@@ -145,3 +145,40 @@ def test_a_token_echoed_in_replies_reaches_no_output(tmp_path: Path) -> None:
             assert TOKEN[:12] not in text
 
     asyncio.run(main())
+
+
+def test_a_short_token_echoed_by_the_gateway_is_redacted_too(tmp_path: Path, in_thread) -> None:  # type: ignore[no-untyped-def]
+    """Before: tokens under 8 characters were never redacted, so a refusal that quoted one printed it."""
+    from aiohttp import web
+
+    from tests.transports.test_ws import fake_gateway
+
+    async def quoting(ws: web.WebSocketResponse) -> None:
+        await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
+        connect = json.loads((await ws.receive()).data)
+        token = connect["params"]["auth"]["token"]
+        await ws.send_json({"type": "res", "id": connect["id"], "ok": False, "error": {
+            "code": "INVALID_REQUEST", "message": f"unauthorized: token {token} is not ours",
+            "details": {"code": "AUTH_TOKEN_MISMATCH"}}})
+        await ws.close(code=1008)
+
+    url = in_thread(lambda: fake_gateway(quoting))
+    out = tmp_path / "run.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "ocprobe", "sequential", "-n", "1", "--target", url, "--json", str(out)],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OPENCLAW_GATEWAY_TOKEN": "k9Zq2"})
+    assert proc.returncode == 2 and "AUTH_TOKEN_MISMATCH" in proc.stderr
+    assert "k9Zq2" not in proc.stderr + proc.stdout + (out.read_text() if out.exists() else "")
+
+
+def test_a_token_file_others_can_read_is_warned_about(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 48)
+    token.chmod(0o644)
+    proc = subprocess.run([sys.executable, "-m", "ocprobe", "sequential", "-n", "1", "--target", "ws://127.0.0.1:9",
+                           "--token-file", str(token)], capture_output=True, text=True, timeout=60)
+    assert f"warning: token file {token} is readable by others (mode 0644): chmod 600 {token}" in proc.stderr
+    token.chmod(0o600)
+    proc = subprocess.run([sys.executable, "-m", "ocprobe", "sequential", "-n", "1", "--target", "ws://127.0.0.1:9",
+                           "--token-file", str(token)], capture_output=True, text=True, timeout=60)
+    assert "warning" not in proc.stderr

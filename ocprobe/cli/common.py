@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
-from ocprobe.errors import OcprobeError
+from ocprobe.errors import OcprobeError, UsageError
 from ocprobe import __version__
 
 if TYPE_CHECKING:
@@ -19,10 +19,31 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def check_output_dir(directory: Path, option: str) -> None:
+    """An output directory is checked before the first call: a run must not end with nowhere to write."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"cannot write {option} {directory}: it exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".ocprobe-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"cannot write {option} {directory}: {exc.strerror}") from None
+
+
 def report_writer(output: Output, directory: Path | None) -> Callable[[], None] | None:
-    """Writes the ``--report`` bundle from whatever the probe measured, even when it was cut short."""
+    """Writes the ``--report`` bundle from whatever the probe measured, even when it was cut short. The
+    directory is checked now (exit 2 before anything runs); a write that still fails at the end is an error
+    (exit 2), never a pass without its report."""
     if directory is None:
         return None
+    try:
+        check_output_dir(directory, "--report")
+    except UsageError as exc:
+        output.error(str(exc))
+        output.close()
+        raise typer.Exit(2) from None
 
     def write() -> None:
         from ocprobe.reports import ReportInput, write_report_bundle  # only commands with --report pay for it
@@ -43,8 +64,7 @@ def report_writer(output: Output, directory: Path | None) -> Callable[[], None] 
             write_report_bundle(directory, ReportInput(runs=outcome.runs, gates=outcome.gates, command=command,
                                                        environment=environment), output.redact)
         except OSError as exc:
-            output.error(f"cannot write --report {directory}: {exc.strerror}")
-            return
+            raise UsageError(f"cannot write --report {directory}: {exc.strerror}") from None
         output.info(f"report written to {directory}")
 
     return write
@@ -65,8 +85,11 @@ def make_output(json_path: str | None, quiet: bool) -> Output:
 def execute(output: Output, work: Callable[[], T], finish: Callable[[], None] | None = None) -> T:
     """Run the core; an OcprobeError becomes one line on stderr and exit 2, Ctrl-C exit 130.
     ``finish`` runs in every case (it writes what was measured, e.g. the report bundle)."""
+    failed = True  # until work() returns: then a failing finish() decides the exit code
     try:
-        return work()
+        result = work()
+        failed = False
+        return result
     except OcprobeError as exc:
         output.error(str(exc))
         raise typer.Exit(exc.exit_code) from None
@@ -75,6 +98,12 @@ def execute(output: Output, work: Callable[[], T], finish: Callable[[], None] | 
         output.error(f"interrupted; the records of finished calls are in {saved}" if saved else "interrupted")
         raise typer.Exit(130) from None
     finally:
-        if finish is not None:
-            finish()
-        output.close()
+        try:
+            if finish is not None:
+                finish()
+        except OcprobeError as exc:
+            output.error(str(exc))
+            if not failed:  # the run itself ended well: its missing output fails it
+                raise typer.Exit(exc.exit_code) from None
+        finally:
+            output.close()

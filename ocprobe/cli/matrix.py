@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ocprobe.cli import options as o
-from ocprobe.cli.common import execute, make_output
+from ocprobe.cli.common import check_output_dir, execute, make_output
 from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_TOKEN_ENV
 from ocprobe.errors import UsageError
 
@@ -57,7 +57,7 @@ def run(
                               "allow_insecure": False, "latency_ms": latency_ms, "openclaw_config": openclaw_config})
         patterns = log_patterns(log_pattern)
         if report is not None:
-            _check_dir(report, "--report")
+            check_output_dir(report, "--report")
         manager = InstallManager()
         published, tags = manager.available()
         chosen = select_versions(published, tags, versions=versions, version_range=version_range, sample=sample,
@@ -103,7 +103,7 @@ def merge(
         for cell in cells:
             output.cell_finished(cell)
         if report is not None:
-            _check_dir(report, "--report")
+            check_output_dir(report, "--report")
             for cell in cells:
                 write_cell(report, cell)
             _write_summary(report, cells, title)
@@ -134,19 +134,6 @@ class _MatrixView:
     def secrets(self, values) -> None:  # type: ignore[no-untyped-def]
         for value in values:
             self.output.redact.add(value)
-
-
-def _check_dir(path: Path, option: str) -> None:
-    """An output dir is checked before anything runs: a matrix takes minutes per release."""
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {path} exists and is not a directory")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".ocprobe-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"cannot write {option} {path}: {exc.strerror}") from None
 
 
 def _write_text(path: Path, text: str, option: str) -> None:

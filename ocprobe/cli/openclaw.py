@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from ocprobe.cli.common import execute, make_output
 from ocprobe.errors import UsageError
@@ -141,12 +142,12 @@ def install(
             if isinstance(result, InstallError):
                 records.append({"record": "install", "version": version, "result": "failed", "seconds": seconds,
                                 "error": str(result)})
-                table.add_row(version, "[bold red]failed[/]", f"{seconds:.1f} s", "", "")
+                table.add_row(version, Text("failed", style="bold red"), f"{seconds:.1f} s", "", "")
                 continue
             outcome = "cached" if tracker.outcome.get(version) is Stage.CACHED else "installed"
             records.append({"record": "install", "result": outcome, "seconds": seconds,
                             **_install_json(manager, result)})
-            table.add_row(version, "[green]installed[/]" if outcome == "installed" else "already installed",
+            table.add_row(version, Text("installed", style="green") if outcome == "installed" else "already installed",
                           f"{seconds:.1f} s", f"{result.size_bytes / MB:.0f} MB", _node(manager, result))
         _emit(output, records, table)
         failed = [r for r in results.values() if isinstance(r, InstallError)]
@@ -207,6 +208,43 @@ def list_installs(
             published.add_row(version, ", ".join(tags_of.get(version, [])), "✔" if version in present else "")
         _emit(output, [{"record": "available", "version": v, "dist_tags": tags_of.get(v, []), "installed": v in present}
                        for v in versions], published)
+
+    execute(output, run)
+
+
+@app.command("releases")
+def releases(
+    version: Optional[str] = typer.Argument(None, help="A version: what ocprobe knows of it (default: the whole table)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """What differs between releases, as ocprobe launches them: each change with the first release that has
+    it and where it was read (ocprobe/openclaw/releases.py); with a VERSION, that release's traits."""
+    output = make_output("-" if json_out else None, False)
+
+    def run() -> None:
+        from dataclasses import asdict
+
+        from ocprobe.openclaw.releases import table_rows, traits
+        from ocprobe.openclaw.semver import is_version
+
+        if version is not None:
+            if not is_version(version):
+                raise UsageError(f"{version!r} is not an openclaw version (e.g. 2026.5.3)")
+            known = asdict(traits(version.strip()))
+            table = Table(title=f"openclaw {version.strip()} as ocprobe launches it", title_justify="left")
+            table.add_column("trait")
+            table.add_column("value", overflow="fold")
+            for name, value in known.items():
+                table.add_row(name, ", ".join(value) if isinstance(value, (list, tuple)) else str(value))
+            _emit(output, [{"record": "traits", "version": version.strip(), **known}], table)
+            return
+        rows = table_rows()
+        table = Table(title="what differs between openclaw releases (oldest first)", title_justify="left")
+        for name in ("since", "trait", "value", "evidence"):
+            table.add_column(name, overflow="fold")
+        for row in rows:
+            table.add_row(row["since"], row["trait"], row["value"], row["evidence"])
+        _emit(output, [{"record": "change", **row} for row in rows], table)
 
     execute(output, run)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from ocprobe.cli import options as o
@@ -15,6 +17,10 @@ def run(
     scenario: str = typer.Argument(..., help="A scenario file, or the name of one in ./scenarios or ocprobe's own (see 'ocprobe scenarios list')."),
     set_: list[str] = typer.Option([], "--set", help="Override a key, e.g. --set probe.calls=20, --set target=ws://127.0.0.1:18789, --set gateway.teardown_ms=50 (repeatable)."),
     check: bool = typer.Option(False, "--check", help="Only check the file (and overrides): exit 0 if it would run, 2 with the first error."),
+    token_env: Optional[str] = typer.Option(None, "--token-env", help="Environment variable holding the gateway token (a scenario file cannot name one)."),
+    token_file: o.TokenFile = None,
+    allow_insecure: o.AllowInsecure = False,
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Accept a target the file names that is not on this machine (the gateway token goes there)."),
     report: o.Report = None,
     json_path: o.JsonOut = None,
     quiet: o.Quiet = False,
@@ -29,7 +35,11 @@ def run(
 
         from ocprobe.scenario import find_scenario, load_scenario, run_scenario
 
-        loaded = load_scenario(find_scenario(scenario), set_)
+        # What only the user may say (where the token comes from, clear text) joins the overrides.
+        mine = [*set_, *([f"transport.token_env={token_env}"] if token_env else []),
+                *([f"transport.token_file={token_file}"] if token_file else []),
+                *(["transport.allow_insecure=true"] if allow_insecure else [])]
+        loaded = load_scenario(find_scenario(scenario), mine, allow_remote=allow_remote)
         if report is not None and loaded.mode == "sweep":
             raise UsageError("--report bundles a probe; a sweep writes its points with --json")
         if check:

@@ -28,6 +28,7 @@ from ocprobe.models import RESULTS_SCHEMA_VERSION, CallClass, CallRecord, LogMat
 from ocprobe.parity import ParityResult
 from ocprobe.runner import ProbeOutcome
 from ocprobe.secret import Redactor
+from ocprobe.untrusted import for_terminal
 from ocprobe.sweep import PARAMETERS, SweepPoint, SweepResult
 
 CLASS_STYLE = {
@@ -83,30 +84,36 @@ class Output:
         self.mode = mode
         self.redact = redactor or Redactor()
         self._stdout = stdout or sys.stdout
-        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True)
-        self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        # No markup and no emoji codes: text from outside ('[/INST]' in a reply, '[/]' in a version) is shown
+        # as it is, never parsed (it crashed the run, or silently showed something else).
+        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
         self.json_path = json_path  # the --json results file, if any (named when a probe is interrupted)
         self._json_file = JsonLinesFile(json_path) if json_path else None
         self.outcome: ProbeOutcome | None = None  # the last finished probe, for the report bundle
 
     # -- generic messages -------------------------------------------------------------------
+    def shown(self, text: str) -> str:
+        """Text as a person sees it: secrets replaced, control characters escaped."""
+        return for_terminal(self.redact(text))
+
     def error(self, message: str) -> None:
-        self.err_console.print(Text(f"error: {self.redact(message)}", style="bold red"))
+        self.err_console.print(Text(f"error: {self.shown(message)}", style="bold red"))
 
     def warn(self, message: str) -> None:
-        self.err_console.print(Text(f"warning: {self.redact(message)}", style="yellow"))
+        self.err_console.print(Text(f"warning: {self.shown(message)}", style="yellow"))
 
     def info(self, message: str) -> None:
         """Progress and context for a person: stderr, so stdout stays the result."""
         if self.mode is Mode.HUMAN:
-            self.err_console.print(Text(self.redact(message), style="dim"))
+            self.err_console.print(Text(self.shown(message), style="dim"))
 
     def data(self, record: dict[str, Any], human: str) -> None:
         """A fact that is both machine- and person-readable (e.g. ``gateway serve`` URLs)."""
         if self.mode is Mode.JSON:
             self._emit_json(record)
         elif self.mode is Mode.HUMAN:
-            self.console.print(Text(self.redact(human)))
+            self.console.print(Text(self.shown(human)))
 
     def _emit_json(self, record: dict[str, Any]) -> None:
         self._stdout.write(json.dumps(self.redact(record), ensure_ascii=False) + "\n")
@@ -138,7 +145,7 @@ class Output:
         if self.mode is Mode.JSON:
             self._emit_json({"record": "matrix-summary", "line": line, "cells": len(cells)})
         else:
-            self.console.print(Text(self.redact(line), style="bold"))
+            self.console.print(Text(self.shown(line), style="bold"))
 
     # -- probe observer ---------------------------------------------------------------------
     def probe_started(self, target: TargetInfo, calls: int, secrets: Iterable[str] = ()) -> None:
@@ -218,7 +225,7 @@ class Output:
         if self.mode is not Mode.JSON:
             line = verdict_line(outcome)
             style = {0: "bold green", 3: "bold yellow"}.get(outcome.exit_code, "bold red")
-            self.console.print(Text(self.redact(line), style=style if self.mode is Mode.HUMAN else ""))
+            self.console.print(Text(self.shown(line), style=style if self.mode is Mode.HUMAN else ""))
 
     # -- sweep observer ---------------------------------------------------------------------
     def point_started(self, parameter: str, value: float, number: int, total: int) -> None:
@@ -237,12 +244,12 @@ class Output:
             self._json_file.close()
         if self.mode is Mode.HUMAN:
             self.console.print(self.redact_renderable(render_sweep_chart(result)))
-            self.console.print(Text(self.redact(result.boundary.describe()), style="bold"))
+            self.console.print(Text(self.shown(result.boundary.describe()), style="bold"))
             if result.interrupted:
                 self.console.print(Text("sweep     interrupted: figures cover the points measured so far", style="yellow"))
         if self.mode is not Mode.JSON:
             style = "bold green" if result.exit_code == 0 else "bold red"
-            self.console.print(Text(self.redact(sweep_verdict_line(result)), style=style if self.mode is Mode.HUMAN else ""))
+            self.console.print(Text(self.shown(sweep_verdict_line(result)), style=style if self.mode is Mode.HUMAN else ""))
 
     # -- parity ------------------------------------------------------------------------------
     def parity_finished(self, result: ParityResult) -> None:
@@ -273,7 +280,7 @@ class Output:
 
     def redact_renderable(self, renderable: Any) -> Any:
         if isinstance(renderable, Text):
-            return Text(self.redact(renderable.plain), style=renderable.style)
+            return Text(self.shown(renderable.plain), style=renderable.style)
         return renderable
 
     def close(self) -> None:
@@ -314,7 +321,7 @@ def _excerpt(text: str, limit: int = 40) -> str:
 
 def render_table(result: ProbeResult) -> Table:
     """One row per call; a session column when the calls went to more than one session."""
-    table = Table(title=f"ocprobe: {describe_target(result.target)}", title_justify="left")
+    table = Table(title=for_terminal(f"ocprobe: {describe_target(result.target)}"), title_justify="left")
     sessions = len({r.session_key for r in result.records}) > 1
     for name, justify in (("call", "right"), *((("session", "left"),) if sessions else ()), ("ms", "right"),
                           ("class", "left"), ("LLM", "center"), ("evidence", "left"), ("reply", "left"),
@@ -330,12 +337,12 @@ def render_table(result: ProbeResult) -> Table:
                 fate += f" +{(r.late.at - r.ended_at):.1f}s"
         table.add_row(
             str(r.index),
-            *((r.session_key,) if sessions else ()),
+            *((for_terminal(r.session_key),) if sessions else ()),
             f"{r.latency_ms:.0f}",
             Text(r.cls.value, style=CLASS_STYLE[r.cls]),
             llm,
             r.evidence.value,
-            reply,
+            for_terminal(reply),
             fate,
             str(len(r.log_matches)) if r.log_matches else "",
         )
@@ -463,7 +470,7 @@ def render_matrix(cells: Sequence[Cell], redact: Redactor) -> Table:
     styles = {"pass": "green", "fail": "bold red", "broken": "yellow"}
     for row in table_rows(cells):
         verdict = row.get("verdict", "")
-        table.add_row(*(Text(redact(row.get(c, "")), style=styles.get(verdict, "yellow") if c == "verdict" else "")
+        table.add_row(*(Text(for_terminal(redact(row.get(c, ""))), style=styles.get(verdict, "yellow") if c == "verdict" else "")
                         for c in COLUMNS))
     return table
 

@@ -18,14 +18,14 @@ keep the base class defaults, so fates of failed calls rest on the witness alone
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import http_exceptions
 
-from ocprobe import __version__
+from ocprobe import __version__, untrusted
 from ocprobe.errors import AuthFailed, TargetUnreachable
 from ocprobe.models import ChatOutcome
 from ocprobe.transports.base import Transport
@@ -113,8 +113,10 @@ class HttpTransport(Transport):
         session = self._ensure_session()
         started_at, t0 = time.time(), time.perf_counter()
         outcome = ChatOutcome(run_id=idempotency_key, state="error", started_at=started_at)
+        partial: list[str] = []  # a streamed reply's pieces, joined once (at the end, or when the call is cut)
         try:
-            await asyncio.wait_for(self._exchange(session, outcome, session_key, message, idempotency_key), timeout)
+            await asyncio.wait_for(self._exchange(session, outcome, session_key, message, idempotency_key, partial),
+                                   timeout)
             outcome.state = "final"
         except aiohttp.ConnectionTimeoutError:
             raise TargetUnreachable(f"cannot connect to {self.url}: timed out") from None
@@ -128,14 +130,23 @@ class HttpTransport(Transport):
         except _Failed as exc:
             outcome.error_code = exc.code
             outcome.error_message = str(exc)
+        except (http_exceptions.HttpProcessingError, UnicodeError, ValueError) as exc:
+            # What the client library raises on an answer it cannot parse (a header or SSE line over the
+            # limit, a broken chunked body): the gateway's fault, a classified call, not the end of the run.
+            outcome.error_code = "bad_body"
+            outcome.error_message = f"unreadable answer: {type(exc).__name__}: {_reason(exc)}"
+        if partial and not outcome.text:
+            outcome.text = "".join(partial)
         outcome.latency_ms = (time.perf_counter() - t0) * 1000.0
         outcome.ended_at = time.time()
         return outcome
 
     async def _exchange(
         self, session: aiohttp.ClientSession, outcome: ChatOutcome, session_key: str, message: str, idempotency_key: str,
+        partial: list[str],
     ) -> None:
-        """Fill ``outcome.text``, or raise _Failed; runs under the per-call timeout."""
+        """Fill ``outcome.text`` (or ``partial``, a streamed reply's pieces so far), or raise _Failed; runs under
+        the per-call timeout."""
         raise NotImplementedError
 
     def _http_error(self, reply: _Reply) -> _Failed:
@@ -146,8 +157,8 @@ class HttpTransport(Transport):
 def _error_text(reply: _Reply) -> str:
     """The message of an error body (OpenAI ``{error: {message}}``, relay ``{error: "..."}``), else its start."""
     try:
-        body = json.loads(reply.body)
-    except ValueError:
+        body = untrusted.loads(reply.body)
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         error = body.get("error")
@@ -174,8 +185,8 @@ def _reason(exc: BaseException) -> str:
 
 def _json_body(reply: _Reply, what: str) -> Any:
     try:
-        return json.loads(reply.body)
-    except ValueError:
+        return untrusted.loads(reply.body)
+    except (ValueError, RecursionError):
         start = reply.body[:80].decode("utf-8", "replace")
         raise _Failed(f"{what} answered a body that is not JSON: {start!r}", code="bad_body") from None
 
@@ -200,6 +211,7 @@ class RelayTransport(HttpTransport):
 
     async def _exchange(
         self, session: aiohttp.ClientSession, outcome: ChatOutcome, session_key: str, message: str, idempotency_key: str,
+        partial: list[str],
     ) -> None:
         content = self.body.render(session_key=session_key, message=message, idempotency_key=idempotency_key)
         headers = {**self._headers(), "Content-Type": "application/json"}
@@ -253,6 +265,7 @@ class OpenAITransport(HttpTransport):
 
     async def _exchange(
         self, session: aiohttp.ClientSession, outcome: ChatOutcome, session_key: str, message: str, idempotency_key: str,
+        partial: list[str],
     ) -> None:
         body = {"model": self.model, "messages": [{"role": "user", "content": message}], "stream": self.stream}
         headers = {**self._headers(), SESSION_HEADER: session_key}
@@ -262,7 +275,7 @@ class OpenAITransport(HttpTransport):
             if not 200 <= response.status < 300:
                 raise self._http_error(await _read(response))
             if response.content_type == "text/event-stream":
-                await self._read_sse(response, outcome)
+                await self._read_sse(response, partial)
                 return
             reply = await _read(response)  # not streamed (asked so, or the server chose to): one JSON completion
         completion = _json_body(reply, "the chat completions endpoint")
@@ -274,9 +287,9 @@ class OpenAITransport(HttpTransport):
             raise _Failed(f"not a chat completion: {exc}", code="bad_body") from None
 
     @staticmethod
-    async def _read_sse(response: aiohttp.ClientResponse, outcome: ChatOutcome) -> None:
-        """``data: {chunk}`` lines until ``data: [DONE]``; the text is the concatenated ``delta.content``."""
-        pieces: list[str] = []
+    async def _read_sse(response: aiohttp.ClientResponse, pieces: list[str]) -> None:
+        """``data: {chunk}`` lines until ``data: [DONE]``; the text is the concatenated ``delta.content``,
+        appended to ``pieces`` (joined once by the caller: joining on every chunk is quadratic)."""
         async for raw in response.content:  # one line at a time, its end of line included
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not line.startswith("data:"):
@@ -285,8 +298,8 @@ class OpenAITransport(HttpTransport):
             if data == "[DONE]":
                 return
             try:
-                chunk = json.loads(data)
-            except ValueError:
+                chunk = untrusted.loads(data)
+            except (ValueError, RecursionError):
                 raise _Failed(f"a stream chunk is not JSON: {data[:80]!r}", code="bad_body") from None
             if not isinstance(chunk, dict):
                 raise _Failed(f"a stream chunk is not an object: {data[:80]!r}", code="bad_body")
@@ -299,5 +312,4 @@ class OpenAITransport(HttpTransport):
                 piece = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(piece, str) and piece:
                     pieces.append(piece)
-                    outcome.text = "".join(pieces)  # kept so far, should the timeout strike
         raise _Failed("the stream ended without data: [DONE]", code="bad_body")

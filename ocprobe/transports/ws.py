@@ -25,7 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
-from ocprobe import __version__
+from ocprobe import __version__, untrusted
 from ocprobe.errors import AuthFailed, OcprobeError, ProtocolError, ProtocolMismatch, TargetUnreachable
 from ocprobe.models import ChatEvent, ChatOutcome
 from ocprobe.transports.base import Transport
@@ -69,7 +69,7 @@ def decode_frame(raw: str | bytes) -> dict[str, Any] | None:
     if not isinstance(raw, str):
         return None
     try:
-        frame = json.loads(raw)
+        frame = untrusted.loads(raw)
     except (ValueError, RecursionError):
         return None
     return frame if isinstance(frame, dict) else None

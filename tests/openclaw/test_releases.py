@@ -3,6 +3,7 @@ release they precede), the table's own consistency, and ``table_rows()`` as docs
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 import pytest
@@ -117,3 +118,18 @@ def test_table_rows_are_oldest_first_and_text() -> None:
     assert by_key[("2026.9.2", "plugin_stage_dir")] == "false"
     assert by_key[("2026.5.2", "log_patterns")] == ", ".join(DRAIN_PATTERNS + (STUCK_SESSION,))
     assert by_key[("2026.9.2", "log_patterns")].startswith("ReplyRunAlreadyActiveError, followup queue drain failed, ")
+
+
+def test_the_releases_command_shows_the_table_and_one_release() -> None:
+    from typer.testing import CliRunner
+
+    from ocprobe.cli import app
+
+    table = CliRunner().invoke(app, ["openclaw", "releases", "--json"])
+    assert table.exit_code == 0, table.output
+    changes = [json.loads(line) for line in table.stdout.splitlines()]
+    assert [c["since"] for c in changes] == [row["since"] for row in table_rows()]
+    one = CliRunner().invoke(app, ["openclaw", "releases", "2026.9.6", "--json"])
+    assert json.loads(one.stdout)["protocol"] == 4 and json.loads(one.stdout)["lifecycle_pending"] is True
+    bad = CliRunner().invoke(app, ["openclaw", "releases", "../x"])
+    assert bad.exit_code == 2

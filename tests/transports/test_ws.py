@@ -118,7 +118,8 @@ def test_closed_port_is_unreachable() -> None:
         asyncio.run(OpenClawWsTransport("ws://127.0.0.1:9/", TOKEN).open())
 
 
-def test_startup_unavailable_is_retried() -> None:
+@pytest.mark.parametrize("answered", [True, False], ids=["unavailable-then-1013", "1013-alone"])
+def test_startup_unavailable_is_retried(answered: bool) -> None:
     attempts = []
 
     async def handler(ws: web.WebSocketResponse) -> None:
@@ -126,10 +127,11 @@ def test_startup_unavailable_is_retried() -> None:
         if len(attempts) == 1:
             await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
             req = json.loads((await ws.receive()).data)
-            await ws.send_json({"type": "res", "id": req["id"], "ok": False, "error": {
-                "code": "UNAVAILABLE", "message": "gateway starting; retry shortly", "retryable": True,
-                "retryAfterMs": 50, "details": {"reason": "startup-sidecars"}}})
-            await ws.close(code=1013)
+            if answered:
+                await ws.send_json({"type": "res", "id": req["id"], "ok": False, "error": {
+                    "code": "UNAVAILABLE", "message": "gateway starting; retry shortly", "retryable": True,
+                    "retryAfterMs": 50, "details": {"reason": "startup-sidecars"}}})
+            await ws.close(code=1013)  # protocol 4 closes with "try again later" (alone: retried as well)
         else:
             await hello(ws)
             await ws.receive()

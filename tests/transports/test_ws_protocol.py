@@ -76,90 +76,59 @@ def test_the_reference_refuses_a_range_as_the_real_release_does(tmp_path: Path, 
     asyncio.run(main())
 
 
-def test_a_mismatch_is_one_line_naming_both_ranges_and_is_not_retried(tmp_path: Path) -> None:
-    attempts = []
-
+def refusing(answer: dict[str, Any] | None, close_code: int, attempts: list[int]) -> Any:
+    """A gateway that answers connect with ``answer`` (None: no answer) and closes with ``close_code``."""
     async def handler(ws: web.WebSocketResponse) -> None:
         attempts.append(1)
-        await hello(ws, captured("2026.9.6")["mismatch"][0]["response"])
-        await ws.close(code=1002, message=b"protocol mismatch")
+        if answer is None:
+            await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
+            await ws.receive()
+        else:
+            await hello(ws, answer)
+        await ws.close(code=close_code, message=b"protocol mismatch" if close_code == 1002 else b"refused")
 
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            with pytest.raises(ProtocolMismatch) as raised:
+    return handler
+
+
+def open_error(answer: dict[str, Any] | None, close_code: int) -> tuple[Exception, int]:
+    """What opening a transport on a refusing gateway raises, and how many connections it made."""
+    attempts: list[int] = []
+
+    async def main() -> Exception:
+        async with fake_gateway(refusing(answer, close_code, attempts)) as url:
+            try:
                 await OpenClawWsTransport(url, TOKEN).open()
-        text = str(raised.value)
-        assert "\n" not in text and "PROTOCOL_MISMATCH" in text
-        assert "it speaks protocol 4" in text and f"ocprobe offers {PROTOCOL_MIN}..{PROTOCOL_MAX}" in text
-        assert len(attempts) == 1
+            except Exception as exc:  # noqa: BLE001 - the test inspects it
+                return exc
+        raise AssertionError("the connection was not refused")
 
-    asyncio.run(main())
+    return asyncio.run(main()), len(attempts)
 
 
-def test_a_v3_mismatch_names_its_protocol_too(tmp_path: Path) -> None:
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws, captured("2026.5.3")["mismatch"][0]["response"])
-        await ws.close(code=1002, message=b"protocol mismatch")
+def test_a_mismatch_is_one_line_naming_both_ranges_and_is_not_retried() -> None:
+    error, attempts = open_error(captured("2026.9.6")["mismatch"][0]["response"], 1002)
+    text = str(error)
+    assert isinstance(error, ProtocolMismatch) and "\n" not in text and "PROTOCOL_MISMATCH" in text
+    assert "it speaks protocol 4" in text and f"ocprobe offers {PROTOCOL_MIN}..{PROTOCOL_MAX}" in text
+    assert attempts == 1
 
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            with pytest.raises(ProtocolMismatch, match="it speaks protocol 3, ocprobe offers 3..4"):
-                await OpenClawWsTransport(url, TOKEN).open()
 
-    asyncio.run(main())
+def test_a_v3_mismatch_names_its_protocol_too() -> None:
+    error, _ = open_error(captured("2026.5.3")["mismatch"][0]["response"], 1002)
+    assert isinstance(error, ProtocolMismatch) and "it speaks protocol 3, ocprobe offers 3..4" in str(error)
 
 
 def test_a_1002_close_without_an_answer_is_a_mismatch() -> None:
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
-        await ws.receive()
-        await ws.close(code=1002, message=b"protocol mismatch")
-
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            with pytest.raises(ProtocolMismatch, match="protocol error: protocol mismatch"):
-                await OpenClawWsTransport(url, TOKEN).open()
-
-    asyncio.run(main())
+    error, _ = open_error(None, 1002)
+    assert isinstance(error, ProtocolMismatch) and "protocol error: protocol mismatch" in str(error)
 
 
 @pytest.mark.parametrize("code", ["AUTH_REQUIRED", "AUTH_UNAUTHORIZED", "AUTH_TOKEN_NOT_CONFIGURED", "AUTH_RATE_LIMITED",
                                   "PAIRING_REQUIRED"])
 def test_the_v4_auth_codes_are_auth_failures(code: str) -> None:
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws, {"type": "res", "id": "connect", "ok": False,
-                         "error": {"code": "INVALID_REQUEST", "message": "refused", "details": {"code": code}}})
-        await ws.close(code=1008, message=b"refused")
-
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            with pytest.raises(AuthFailed, match=code):
-                await OpenClawWsTransport(url, TOKEN).open()
-
-    asyncio.run(main())
-
-
-def test_a_1013_close_during_start_up_is_retried() -> None:
-    attempts = []
-
-    async def handler(ws: web.WebSocketResponse) -> None:
-        attempts.append(1)
-        if len(attempts) == 1:
-            await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
-            await ws.receive()
-            await ws.close(code=1013, message=b"try again later")
-        else:
-            await hello(ws)
-            await ws.receive()
-
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            transport = OpenClawWsTransport(url, TOKEN)
-            await transport.open()
-            assert len(attempts) == 2
-            await transport.close()
-
-    asyncio.run(main())
+    error, _ = open_error({"type": "res", "id": "connect", "ok": False,
+                           "error": {"code": "INVALID_REQUEST", "message": "refused", "details": {"code": code}}}, 1008)
+    assert isinstance(error, AuthFailed) and code in str(error)
 
 
 def scripted_run(events: list[dict[str, Any]], ack: dict[str, Any]) -> Any:
