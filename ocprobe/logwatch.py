@@ -10,7 +10,11 @@ still drained through its open handle before it is let go, a renamed file that s
 globs is not read again from the start, and a file recreated under the same path is read from 0. A
 file truncated in place (copytruncate) is read from 0 again, even when it has grown past the old
 offset by the next poll: the bytes just before the offset are remembered and compared. Each poll
-reads everything written before it began, a chunk at a time, yielding to the event loop in between.
+reads everything written before it began, a chunk at a time.
+
+Nothing slow runs on the event loop that times the calls: a poll (globbing, reading, matching) runs in a
+worker thread, globs are expanded at most once a second and to a bounded number of entries, and patterns
+are RE2 (``ocprobe.patterns``), linear in the line.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 from ocprobe.models import LogMatch
+from ocprobe.patterns import compile_pattern
 
 DEFAULT_PATTERNS: tuple[str, ...] = ("ReplyRunAlreadyActiveError", "followup queue drain failed")
 
@@ -35,6 +40,9 @@ CHUNK = 1024 * 1024  # bytes read at a time: a flooding log cannot stall the eve
 MARK = 64  # bytes before the offset remembered to notice a file rewritten in place
 MAX_PENDING = CHUNK  # a "line" with no newline past this size is taken as complete, bounding memory
 MAX_LINE = 2000  # characters of a matched line that are kept
+EXPAND_INTERVAL = 1.0  # seconds between two expansions of the globs (files already followed are read every poll)
+MAX_GLOB_ENTRIES = 10_000  # paths a glob may yield before the rest are ignored (a tree of symlink loops)
+MAX_FILES = 256  # files followed at once; more are ignored, and said so
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links) and the remaining
 # two-character escapes: gateway consoles are coloured.
@@ -95,20 +103,32 @@ class LogWatcher:
         poll_interval: float = 0.05,
     ) -> None:
         # Duplicates are dropped so a line never yields two matches for one pattern.
-        self._patterns = [(source, re.compile(source)) for source in dict.fromkeys(patterns)]
+        self._patterns = [(source, compile_pattern(source)) for source in dict.fromkeys(patterns)]
         self._paths = [os.path.expanduser(path) for path in paths]
         self._poll_interval = poll_interval
         self._matches: list[LogMatch] = []
         self._tails: dict[Ident, _Tail] = {}
         self._task: asyncio.Task[None] | None = None
-        self._polling = asyncio.Lock()  # a poll yields between chunks: two must not read one file at once
+        self._polling = asyncio.Lock()  # a poll runs in a thread: two must not read one file at once
+        self._expanded: list[tuple[str, os.stat_result]] = []  # the globs' files at the last expansion
+        self._expanded_at = float("-inf")  # monotonic
+        self.skipped_files = 0  # files under the globs beyond MAX_FILES, not followed
         self._running = False
         self._stopped = False
 
     async def start(self) -> None:
         if self._running or self._stopped:
             return
-        for path, st in self._expand():
+        if self._paths:
+            await asyncio.to_thread(self._baseline)
+        self._running = True
+        if self._paths:  # with no file to tail, a poll loop would only wake the process every 50 ms
+            self._task = asyncio.create_task(self._run())
+
+    def _baseline(self) -> None:
+        """The files under the globs now, each followed from its current end (in a worker thread)."""
+        self._expanded, self._expanded_at = self._expand(), time.monotonic()
+        for path, st in self._expanded:
             ident = (st.st_dev, st.st_ino)
             if ident in self._tails:
                 continue  # the same file reached through two globs or a hard link
@@ -119,9 +139,6 @@ class LogWatcher:
                 tail.offset = os.fstat(tail.fh.fileno()).st_size
                 tail.mark = os.pread(tail.fh.fileno(), min(MARK, tail.offset), tail.offset - min(MARK, tail.offset))
             self._tails[ident] = tail
-        self._running = True
-        if self._paths:  # with no file to tail, a poll loop would only wake the process every 50 ms
-            self._task = asyncio.create_task(self._run())
 
     def add_path(self, path: str) -> None:
         """Watch one more file or glob from now on, e.g. the log file of a gateway ocprobe starts after
@@ -135,29 +152,35 @@ class LogWatcher:
     def add_patterns(self, patterns: Sequence[str]) -> None:
         """Watch for more patterns from now on, e.g. those of the release a target turned out to be."""
         known = {source for source, _ in self._patterns}
-        self._patterns.extend((source, re.compile(source)) for source in dict.fromkeys(patterns) if source not in known)
+        # A new list, not an append: a poll in its thread may be iterating over the old one.
+        self._patterns = [*self._patterns,
+                          *((source, compile_pattern(source)) for source in dict.fromkeys(patterns) if source not in known)]
 
     def feed_line(self, source: str, line: str, at: float | None = None) -> None:
         self._match(source, _clean(line), time.time() if at is None else at)
 
-    async def poll(self) -> None:
+    async def poll(self, *, expand: bool = True) -> None:
+        """Read what the logs hold now. ``expand``: look for new files under the globs now (the background
+        loop does so at most every EXPAND_INTERVAL)."""
         async with self._polling:
-            await self._poll()
+            if self._paths or self._tails:
+                await asyncio.to_thread(self._poll, expand)
 
-    async def _poll(self) -> None:
+    def _poll(self, expand: bool) -> None:
+        """One poll, in a worker thread: nothing here may hold up the event loop that times the calls."""
         # Before start there is no baseline (everything would count); after stop the files are closed.
         if not self._running:
             return
         now = time.time()
         current: dict[Ident, str] = {}
-        for path, st in self._expand():
+        for path, st in self._current_files(expand):
             current.setdefault((st.st_dev, st.st_ino), path)
         # Older lines first: files no longer under the globs (rotated away or deleted) are drained
         # to their end and let go, then the files already followed, then files new since last poll.
         for ident in [ident for ident in self._tails if ident not in current]:
             tail = self._tails[ident]
             if tail.fh is not None:
-                await self._drain(tail, now)
+                self._drain(tail, now)
             self._flush(tail, now)
             self._close(tail)
             del self._tails[ident]
@@ -171,7 +194,24 @@ class LogWatcher:
             if tail.fh is None:
                 self._open(tail)
             if tail.fh is not None:
-                await self._drain(tail, now)
+                self._drain(tail, now)
+
+    def _current_files(self, expand: bool) -> list[tuple[str, os.stat_result]]:
+        """The globs' files: expanded when asked or EXPAND_INTERVAL after the last time; in between, the last
+        expansion's files, stat'ed again (a file followed is read every poll, a new one found within a second)."""
+        if expand or time.monotonic() - self._expanded_at >= EXPAND_INTERVAL:
+            self._expanded = self._expand()
+            self._expanded_at = time.monotonic()
+            return self._expanded
+        current = []
+        for path, _ in self._expanded:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                current.append((path, st))
+        return current
 
     async def stop(self) -> None:
         if not self._running:
@@ -205,20 +245,31 @@ class LogWatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._poll_interval)
-            await self.poll()
+            await self.poll(expand=False)
 
     def _expand(self) -> list[tuple[str, os.stat_result]]:
         """Regular files under the globs, in a stable order; anything else (a FIFO would block
         the reader, a directory cannot be tailed) and files vanishing meanwhile are left out."""
         found: list[tuple[str, os.stat_result]] = []
+        skipped = 0
         for pattern in self._paths:
-            for path in sorted(glob.glob(pattern, recursive=True)):
+            paths = []
+            for n, path in enumerate(glob.iglob(pattern, recursive=True)):
+                if n >= MAX_GLOB_ENTRIES:
+                    break
+                paths.append(path)
+            for path in sorted(paths):
                 try:
                     st = os.stat(path)
                 except OSError:
                     continue
-                if stat.S_ISREG(st.st_mode):
-                    found.append((path, st))
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if len(found) >= MAX_FILES:
+                    skipped += 1
+                    continue
+                found.append((path, st))
+        self.skipped_files = skipped
         return found
 
     def _open(self, tail: _Tail) -> None:
@@ -238,14 +289,14 @@ class LogWatcher:
             tail.fh.close()
             tail.fh = None
 
-    async def _drain(self, tail: _Tail, now: float) -> None:
+    def _drain(self, tail: _Tail, now: float) -> None:
         """Read what the file holds now, a chunk at a time; lines written meanwhile wait for the next poll."""
         try:
             end = os.fstat(tail.fh.fileno()).st_size if tail.fh is not None else 0
         except OSError:
             return
         while self._read(tail, now) and tail.offset < end:
-            await asyncio.sleep(0)
+            pass
 
     def _read(self, tail: _Tail, now: float) -> bool:
         """Consume up to one chunk of new bytes; True while bytes remain to be read."""

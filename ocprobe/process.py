@@ -13,10 +13,38 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
-from ocprobe.errors import TargetUnreachable
+from ocprobe.errors import TargetUnreachable, UsageError
 
 LineCallback = Callable[[str, str, float], None]  # (stream name, line, epoch time)
 MAX_LINE = 64 * 1024
+
+
+# Open files a probe needs: a base for the interpreter, logs and the gateway's process, and per call in
+# flight its client socket, the gateway's end of it and, with the in-process provider, the gateway->provider
+# connection at both ends.
+FILES_BASE, FILES_PER_CALL = 64, 4
+
+
+def ensure_open_files(concurrency: int) -> None:
+    """Raise the soft limit on open files (up to the hard one) when ``concurrency`` calls need more; refuse,
+    before anything runs, when even the hard limit is too low: running out of descriptors mid-run looks
+    like a gateway failing every call (it was ocprobe's own fault)."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX: nothing to check
+        return
+    needed = FILES_BASE + FILES_PER_CALL * concurrency
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    ceiling = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    except (ValueError, OSError):
+        ceiling = soft
+    if ceiling < needed:
+        raise UsageError(f"{concurrency} calls in flight need about {needed} open files, and this process may "
+                         f"open {ceiling} (ulimit -n): raise the limit (ulimit -n {needed}) or lower -c")
 
 
 def die_with_parent() -> tuple[str, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -16,6 +15,8 @@ from ocprobe.engine import (
 from ocprobe.errors import OcprobeError, UsageError
 from ocprobe.gates import Gate, GateResult, GateSyntaxError, UnknownMetricError, overall_status, parse_gates, probe_metrics
 from ocprobe.logwatch import DEFAULT_PATTERNS, LogWatcher
+from ocprobe.patterns import PatternError, compile_pattern
+from ocprobe.process import ensure_open_files
 from ocprobe.models import ProbeResult, ProbeSummary, TargetInfo
 from ocprobe.secret import Redactor
 from ocprobe.transports.base import Transport
@@ -28,30 +29,32 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE, EXIT_INTERRUPTED = 0, 1, 2,
 
 def validate_message_template(template: str) -> None:
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
     except ValueError as exc:
         raise UsageError(f"bad --message template {template!r}: {exc}") from None
+    for name, spec, conversion in parsed:
+        # A format spec or conversion changes what is sent ('{nonce:.3}' cuts the nonce) and can be made to
+        # allocate without bound ('{i:{i}{i}}'): placeholders are plain.
+        if spec or conversion:
+            raise UsageError(f"bad --message template {template!r}: {{{name}{'!' + conversion if conversion else ''}"
+                             f"{':' + spec if spec else ''}}} has a format spec or conversion; write {{{name}}}")
+    fields = {name for name, _, _ in parsed}
     unknown = fields - TEMPLATE_FIELDS
     if unknown:
         raise UsageError(f"bad --message template: unknown field {{{sorted(unknown)[0]}}} (use {{i}} and {{nonce}})")
     if "nonce" not in fields:
         raise UsageError("bad --message template: it must contain {nonce}, the token that proves a real reply")
-    sample = "ok-12345-abcdef"
-    try:  # conversions and format specs show only when filled in
-        filled = template.format(i=12345, nonce=sample)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise UsageError(f"bad --message template {template!r}: {exc}") from None
-    if sample not in filled:
-        raise UsageError(f"bad --message template {template!r}: it alters the nonce (no conversion or format spec on {{nonce}})")
 
 
 def log_patterns(extra: Sequence[str]) -> list[str]:
     patterns = list(DEFAULT_PATTERNS)
     for pattern in extra:
         try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise UsageError(f"bad --log-pattern {pattern!r}: {exc}") from None
+            compile_pattern(pattern)
+        except PatternError as exc:
+            raise UsageError(f"bad --log-pattern {pattern!r}: {exc} (patterns are RE2: no backreferences or "
+                             f"lookaround)") from None
         if pattern not in patterns:
             patterns.append(pattern)
     return patterns
@@ -65,6 +68,8 @@ def validate_log_paths(paths: Sequence[str]) -> None:
         if p.is_dir():
             raise UsageError(f"--log {path} is a directory, not a log file")
         if p.exists():
+            if not p.is_file():  # opening a FIFO would wait for a writer, forever
+                raise UsageError(f"--log {path} is not a regular file (a FIFO or a device cannot be tailed)")
             try:
                 with p.open("rb") as f:
                     head = f.read(4096)
@@ -195,6 +200,8 @@ async def run_probe(
     """One probe command: the mode is the config's (``SequentialConfig`` or ``ConcurrentConfig``)."""
     validate_config(cfg)
     LIMITS["repeat"].check(repeat)
+    if isinstance(cfg, ConcurrentConfig):
+        ensure_open_files(cfg.concurrency)
     auto_session = cfg.session_key == AUTO_SESSION_KEY
     if auto_session:
         cfg = replace(cfg, session_key=f"{DEFAULT_SESSION_KEY}-{cfg.probe_id}")

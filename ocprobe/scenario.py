@@ -44,6 +44,7 @@ from ocprobe.engine import (
 from ocprobe.errors import UsageError
 from ocprobe.gates import GateSyntaxError, parse_gates
 from ocprobe.models import CallClass
+from ocprobe.patterns import PatternError, compile_pattern
 from ocprobe.reference.defaults import PROFILES, QUEUE_MODES
 from ocprobe.runner import LIMITS, log_patterns, prepare_gates, run_probe, validate_config, validate_message_template
 from ocprobe.sweep import SweepConfig, run_sweep
@@ -233,8 +234,8 @@ def _build(data: dict[str, Any], source: _Source) -> Scenario:
     patterns = logs.get("patterns", [])
     for i, pattern in enumerate(patterns):
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            compile_pattern(pattern)
+        except PatternError as exc:
             raise source.fail(("logs", "patterns", i), f"bad regex {pattern!r}: {exc}") from None
     watched = log_patterns(patterns)
     gates = data.get("gates", [])

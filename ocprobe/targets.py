@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # imported where it is used: aiohttp is paid for by embedded 
 from ocprobe.transports.relay_format import DEFAULT_OPENAI_MODEL, DEFAULT_RELAY_BODY, DEFAULT_REPLY_PATH, RelayBody, parse_reply_path
 
 GATEWAY_START_TIMEOUT = 30.0
+MAX_TOKEN_FILE = 64 * 1024  # bytes: a token file larger than this is not one
 TRANSPORTS = TRANSPORT_NAMES
 _DIST_TAG = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")  # npm dist-tags: latest, beta, ...
 
@@ -235,8 +236,14 @@ def read_token(spec: TargetSpec) -> str:
     """The gateway token from ``--token-file`` or the environment; never from the command line."""
     if spec.token_file is not None:
         try:
+            info = spec.token_file.stat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would wait for a writer, /dev/zero never end
+                raise UsageError(f"token file {spec.token_file} is not a regular file")
+            if info.st_size > MAX_TOKEN_FILE:
+                raise UsageError(f"token file {spec.token_file} holds {info.st_size} bytes: a token is at most "
+                                 f"{MAX_TOKEN_FILE}")
             token = spec.token_file.read_text(encoding="utf-8").strip()
-            mode = stat.S_IMODE(spec.token_file.stat().st_mode)
+            mode = stat.S_IMODE(info.st_mode)
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"cannot read token file {spec.token_file}: {getattr(exc, 'strerror', None) or exc}") from None
         if not token:

@@ -82,3 +82,36 @@ def test_the_gateway_child_dies_with_ocprobe_even_of_sigkill(tmp_path: Path) -> 
                  and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[:1]]
         time.sleep(0.1)
     assert not alive, f"children {alive} outlived ocprobe"
+
+
+def _limited(soft: int, hard: int):  # type: ignore[no-untyped-def]
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_too_few_open_files_is_ocprobes_error_said_once(tmp_path: Path) -> None:
+    """Before: under ulimit -n 128 with -c 200 the provider ran out of descriptors, 262 calls were classed
+    fast_fail (the gateway blamed) and ~125,000 tracebacks went to stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ocprobe", "concurrent", "-n", "20", "-c", "200", "--transport", "relay"],
+                          capture_output=True, text=True, timeout=60, preexec_fn=_limited(128, 128),
+                          env={**os.environ, "OCPROBE_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: 200 calls in flight need about 864 open files, and this process may open 128 (ulimit -n): raise "
+        "the limit (ulimit -n 864) or lower -c"]
+
+
+def test_the_soft_limit_is_raised_when_the_hard_one_allows(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "ocprobe", "concurrent", "-n", "60", "-c", "60", "--sessions", "60",
+                           "--transport", "relay", "-q"],
+                          capture_output=True, text=True, timeout=120, preexec_fn=_limited(64, 4096),
+                          env={**os.environ, "OCPROBE_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert "60/60 real" in proc.stdout and "Traceback" not in proc.stderr
