@@ -13,6 +13,7 @@ from typing import Any
 from ocprobe import __version__
 from ocprobe.bisect.search import Batch, Counts
 from ocprobe.errors import UsageError
+from ocprobe.openclaw.semver import Version, is_version
 
 FORMAT = "ocprobe-bisect/1"
 LOG_NAME = "bisect.json"
@@ -112,17 +113,79 @@ def save(state: BisectState, run_dir: Path) -> None:
     write_atomic(run_dir / LOG_NAME, json.dumps(state.to_json(), indent=1, ensure_ascii=False) + "\n")
 
 
+MAX_LOG_BYTES = 64 * 1024 * 1024  # a bisect log is kilobytes; one larger is not one
+VERDICTS = (None, "good", "bad", "unknown", "skip")
+ROLES = ("good", "bad", "candidate")
+STATUSES = (RUNNING, DONE, ABORTED, INTERRUPTED)
+
+
 def load(run_dir: Path) -> BisectState:
+    """The log of a bisect to resume. It is input like any file: every field is checked (a version names a
+    directory to write in, a count decides a verdict), and any fault is one line, not an internal error."""
     path = run_dir / LOG_NAME
     try:
+        if path.stat().st_size > MAX_LOG_BYTES:
+            raise UsageError(f"--resume {run_dir}: {LOG_NAME} is larger than {MAX_LOG_BYTES} bytes")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"--resume {run_dir}: no {LOG_NAME} there (is it the run dir of a bisect?)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise UsageError(f"--resume {run_dir}: cannot read {LOG_NAME}: {getattr(exc, 'strerror', None) or exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UsageError(f"--resume {run_dir}: {LOG_NAME} is not an {FORMAT} log")
     try:
-        return BisectState.from_json(data)
-    except (KeyError, TypeError) as exc:
-        raise UsageError(f"--resume {run_dir}: {LOG_NAME} is damaged ({exc})") from None
+        state = BisectState.from_json(data)
+        problem = _problem(state)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise UsageError(f"--resume {run_dir}: {LOG_NAME} is damaged ({problem})")
+    return state
+
+
+def _version_ok(value: Any) -> bool:
+    """A version exactly as npm publishes one: nothing else may become a directory name."""
+    return isinstance(value, str) and is_version(value) and str(Version.parse(value)) == value
+
+
+def _int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _problem(state: BisectState) -> str | None:
+    """What is wrong with a loaded state, or None."""
+    if not isinstance(state.versions, list) or len(state.versions) < 2 or not all(map(_version_ok, state.versions)):
+        return "versions must be a list of at least two versions"
+    if len(set(state.versions)) != len(state.versions):
+        return "a version is listed twice"
+    for name, value in (("good", state.good), ("bad", state.bad)):
+        if not _version_ok(value) or value not in state.versions:
+            return f"{name} is not one of the versions"
+    if not (_number(state.risk) and 0 < state.risk < 0.5) or not (_int(state.max_calls, 1) and state.max_calls <= 100_000):
+        return "risk or max_calls out of range"
+    if not isinstance(state.exact, bool) or not isinstance(state.command, str) or not isinstance(state.message, str):
+        return "exact, command or message of the wrong type"
+    if state.status not in STATUSES or not _number(state.elapsed_s) or not isinstance(state.settings, dict):
+        return "status, elapsed_s or settings of the wrong type"
+    if state.result is not None and not isinstance(state.result, dict):
+        return "result of the wrong type"
+    seen: set[str] = set()
+    for record in state.records:
+        if not _version_ok(record.version) or record.version not in state.versions or record.version in seen:
+            return f"a record names {record.version!r}, not one of the versions (or twice)"
+        seen.add(record.version)
+        if record.role not in ROLES or record.verdict not in VERDICTS or not _int(record.step, 1):
+            return f"the record of {record.version} has a bad role, verdict or step"
+        if not (_int(record.sessions) and _number(record.seconds) and isinstance(record.evidence, str)):
+            return f"the record of {record.version} has bad figures"
+        for batch in record.batches:
+            if not (_int(batch.failed) and _int(batch.trials) and _int(batch.calls) and batch.failed <= batch.trials):
+                return f"a batch of {record.version} has bad counts"
+            if not isinstance(batch.note, str) or not (batch.skip is None or isinstance(batch.skip, str)) \
+                    or not isinstance(batch.figures, dict):
+                return f"a batch of {record.version} has fields of the wrong type"
+    return None

@@ -31,8 +31,8 @@ SEQUENTIAL_OPTIONS = ("calls", "gap", "session_key", "message", "wait", "timeout
                       "floor_ms", "settle", "log", "log_pattern", "gate")
 # What defines the probe: kept in the bisect log, so that --resume probes the rest the same way.
 PROBE_OPTIONS = (*SEQUENTIAL_OPTIONS, "skip_when", "scenario", "cmd", "cmd_timeout")
-# What may be given with --resume: how to run, not what to measure.
-RESUME_OPTIONS = ("resume", "prefetch", "json_out", "quiet")
+# What may be given with --resume: how to run, not what to measure (and --cmd, to confirm the saved one).
+RESUME_OPTIONS = ("resume", "prefetch", "json_out", "quiet", "cmd")
 
 
 def bisect(
@@ -85,7 +85,11 @@ def bisect(
             state, directory = load(resume), resume
             if state.status == DONE:
                 raise UsageError(f"the bisect in {resume} is finished: see {resume / REPORT_NAME}")
-            probe, installer = _probe(state, output)
+            _check_resumed_settings(state, cmd, resume)
+            try:
+                probe, installer = _probe(state, output)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise UsageError(f"--resume {resume}: {LOG_NAME} is damaged (settings: {type(exc).__name__}: {exc})") from None
         else:
             state = _new_state(params, given)
             probe, installer = _probe(state, output)  # every probe setting is checked before the registry is asked
@@ -97,6 +101,24 @@ def bisect(
         return 3 if result.undecided else 0
 
     raise typer.Exit(execute(output, work))
+
+
+def _check_resumed_settings(state: BisectState, cmd: str | None, resume: Path) -> None:
+    """The log's settings are data; a command in them is not run on the log's word alone: the user gives
+    the same --cmd again, having seen it."""
+    settings = state.settings
+    missing = [name for name in PROBE_OPTIONS if name not in settings]
+    if missing:
+        raise UsageError(f"--resume {resume}: {LOG_NAME} is damaged (settings lack {', '.join(missing)})")
+    saved = settings["cmd"]
+    if saved is not None and not isinstance(saved, str):
+        raise UsageError(f"--resume {resume}: {LOG_NAME} is damaged (cmd is not text)")
+    if saved and cmd != saved:
+        raise UsageError(f"this bisect judges versions by running {saved!r}; to run it again, give the same command: "
+                         f"--resume {resume} --cmd {shlex.quote(saved)} (ocprobe runs no command only because a "
+                         f"log file names it)")
+    if cmd and not saved:
+        raise UsageError(f"--cmd: the bisect in {resume} does not run a command")
 
 
 def _given(ctx: typer.Context) -> list[tuple[str, str]]:

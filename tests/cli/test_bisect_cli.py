@@ -122,15 +122,19 @@ def test_ctrl_c_prints_the_resume_command_and_resume_probes_only_what_is_left(tm
             os.kill(sleeper, 0)
             time.sleep(0.1)
 
+    # The log names a command: it runs again only when the user gives that same command, having seen it.
+    saved = state["settings"]["cmd"]
     refused = ocprobe("bisect", "--resume", str(tmp_path / "run"), "--cmd", "true {version}", tmp_path=tmp_path)
-    assert refused.returncode == 2 and "leave out --cmd" in refused.stderr
+    assert refused.returncode == 2 and f"judges versions by running {saved!r}" in refused.stderr
+    unconfirmed = ocprobe("bisect", "--resume", str(tmp_path / "run"), tmp_path=tmp_path)
+    assert unconfirmed.returncode == 2 and "runs no command only because a log file names it" in unconfirmed.stderr
     (tmp_path / "runs.txt.go").touch()
-    resumed = ocprobe("bisect", "--resume", str(tmp_path / "run"), tmp_path=tmp_path)
+    resumed = ocprobe("bisect", "--resume", str(tmp_path / "run"), "--cmd", saved, tmp_path=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "RESULT: first bad 1.6.0, last good 1.5.0" in resumed.stdout
     done = runs(tmp_path)
     assert done.count("1.0.0") == 1 and done.count("1.9.0") == 1 and done.count("1.4.0") == 2
-    again = ocprobe("bisect", "--resume", str(tmp_path / "run"), tmp_path=tmp_path)
+    again = ocprobe("bisect", "--resume", str(tmp_path / "run"), "--cmd", saved, tmp_path=tmp_path)
     assert again.returncode == 2 and "is finished" in again.stderr
 
 
@@ -169,3 +173,47 @@ def test_usage_errors_are_one_line(tmp_path: Path, args: list[str], message: str
     assert proc.returncode == 2, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def _damaged_logs() -> list[tuple[str, Any]]:
+    """(what, change to a valid log) pairs: each must end in one line naming the damage, never a traceback."""
+    def set_(path: tuple[Any, ...], value: Any) -> Any:
+        def change(data: dict[str, Any]) -> None:
+            node = data
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+        return change
+
+    return [
+        ("a version outside the cache", set_(("records", 0, "version"), "../../x")),
+        ("an endpoint outside the cache", set_(("good",), "../../../tmp/evil")),
+        ("versions not a list", set_(("versions",), "1.0.0")),
+        ("a record not an object", set_(("records", 0), "junk")),
+        ("batches not a list", set_(("records", 0, "batches"), 7)),
+        ("failed above trials", set_(("records", 0, "batches", 0, "failed"), 99)),
+        ("a negative count", set_(("records", 0, "batches", 0, "calls"), -1)),
+        ("a verdict unknown", set_(("records", 0, "verdict"), "maybe")),
+        ("risk not a number", set_(("risk",), "high")),
+        ("settings not an object", set_(("settings",), [])),
+        ("a setting missing", lambda data: data["settings"].pop("calls")),
+    ]
+
+
+@pytest.mark.parametrize(("what", "change"), _damaged_logs(), ids=[w for w, _ in _damaged_logs()])
+def test_a_damaged_log_is_refused_in_one_line(tmp_path: Path, what: str, change: Any) -> None:
+    """Before: a version '../../x' in bisect.json made --resume write outside the run dir, and 4 of 7 damaged
+    logs ended in internal errors."""
+    proc = ocprobe(*bisect_args(tmp_path, judge(tmp_path)), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = log(tmp_path)
+    data["status"] = "interrupted"
+    change(data)
+    (tmp_path / "run" / "bisect.json").write_text(json.dumps(data))
+    saved = log(tmp_path)["settings"]["cmd"] if isinstance(log(tmp_path).get("settings"), dict) else None
+    args = ["bisect", "--resume", str(tmp_path / "run"), *(["--cmd", saved] if isinstance(saved, str) else [])]
+    resumed = ocprobe(*args, tmp_path=tmp_path)
+    assert resumed.returncode == 2, resumed.stdout
+    lines = resumed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bisect.json is damaged" in lines[0] and "internal error" not in lines[0], lines
+    assert not (tmp_path / "x").exists() and not Path("/tmp/evil").exists()
