@@ -9,6 +9,7 @@ to tell, with the number of calls per side that would decide if the observed rat
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -112,8 +113,13 @@ def load_sample(path: Path) -> Sample:
                              f"reads version {RESULTS_SCHEMA_VERSION}")
         started = started or kind == "start"
         if kind == "call":
-            if record.get("class") not in {c.value for c in CallClass} or not isinstance(record.get("latency_ms"), (int, float)):
-                raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms")
+            latency = record.get("latency_ms")
+            # NaN or Infinity (Python's json reads them) would poison the statistics and then be written as
+            # invalid JSON; a bool is an int to Python but no latency.
+            if record.get("class") not in {c.value for c in CallClass} or isinstance(latency, bool) \
+                    or not isinstance(latency, (int, float)) or not math.isfinite(latency) or latency < 0:
+                raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms "
+                                 f"(a finite number of milliseconds)")
             calls.append(record)
         elif kind == "summary":
             summary = record
@@ -123,13 +129,17 @@ def load_sample(path: Path) -> Sample:
         raise UsageError(f"{path}: no call records: not an ocprobe results file")
     if started and summary is None:  # a --json file always ends with its summary, even when cut short
         raise UsageError(f"{path}: truncated: {len(calls)} call record(s) but no summary record")
-    target = (summary or {}).get("target") or {}
+    # What the summary adds is optional: a field of the wrong type is left out, not trusted.
+    target = (summary or {}).get("target")
+    version = target.get("gateway_version") if isinstance(target, dict) else None
+    log_counts = (summary or {}).get("log_counts")
     return Sample(
         label=path.name,
         classes=[c["class"] for c in calls],
         real_latencies_ms=[float(c["latency_ms"]) for c in calls if c["class"] == CallClass.REAL.value],
-        log_counts=dict((summary or {}).get("log_counts") or {}),
-        gateway_version=target.get("gateway_version"),
+        log_counts={str(k): v for k, v in log_counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+        if isinstance(log_counts, dict) else {},
+        gateway_version=version if isinstance(version, str) else None,
     )
 
 

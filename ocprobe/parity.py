@@ -17,7 +17,7 @@ from ocprobe.errors import UsageError
 from ocprobe.logwatch import LogWatcher
 from ocprobe.models import ProbeResult, TargetInfo
 from ocprobe.runner import SessionObserver, validate_config, validate_log_paths
-from ocprobe.targets import EMBEDDED, TargetSpec, make_transport, new_run_dir, open_target, validate_target
+from ocprobe.targets import EMBEDDED, TargetSpec, make_transport, open_target, run_dir_for, validate_target
 from ocprobe.transports import TRANSPORT_NAMES
 
 
@@ -76,8 +76,7 @@ async def run_parity(
     if names[0] == names[1] and specs[0].target == specs[1].target:
         raise UsageError(f"parity needs two different transports or endpoints, got {names[0]} twice")
     validate_log_paths(log_paths)
-    run_dir = run_dir or new_run_dir(cfg.probe_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_dir_for(run_dir, cfg.probe_id)
     logs = LogWatcher(list(patterns), log_paths)
     await logs.start()
     try:

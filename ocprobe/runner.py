@@ -20,7 +20,7 @@ from ocprobe.process import ensure_open_files
 from ocprobe.models import ProbeResult, ProbeSummary, TargetInfo
 from ocprobe.secret import Redactor
 from ocprobe.transports.base import Transport
-from ocprobe.targets import TargetSpec, new_run_dir, open_target, validate_target
+from ocprobe.targets import TargetSpec, open_target, run_dir_for, validate_target
 
 TEMPLATE_FIELDS = {"i", "nonce"}
 AUTO_SESSION_KEY = "auto"  # --session-key auto: a key no earlier probe used
@@ -213,10 +213,7 @@ async def run_probe(
     if cfg.wait == "agent.wait" and spec.transport != "ws":
         raise UsageError(f"--wait agent.wait needs the ws transport ({spec.transport} has no agent.wait)")
     validate_log_paths(log_paths)
-    if run_dir is None:
-        run_dir = new_run_dir(cfg.probe_id)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_dir_for(run_dir, cfg.probe_id)
     logs = LogWatcher(watched, log_paths)
     await logs.start()
     runs: list[ProbeResult] = []

@@ -136,6 +136,8 @@ def load_scenario(path: Path, overrides: Sequence[str] = (), *, allow_remote: bo
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ScenarioError(f"{path}: nested too deep to be a scenario") from None
     source = _Source(path, text, allow_remote=allow_remote)
     for override in overrides:
         _apply_override(data, override, source)
@@ -146,8 +148,8 @@ def describe(path: Path) -> str:
     """The one-line description of a scenario file, or why it cannot be read."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return f"(unreadable: {exc})"
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
+        return f"(unreadable: {type(exc).__name__ if isinstance(exc, RecursionError) else exc})"
     description = data.get("description")
     return description.strip().splitlines()[0] if isinstance(description, str) and description.strip() else ""
 

@@ -100,10 +100,22 @@ def cache_dir() -> Path:
     return Path(base) / "ocprobe"
 
 
-def new_run_dir(label: str) -> Path:
-    run_dir = cache_dir() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
-    run_dir.mkdir(parents=True, exist_ok=True)
+def run_dir_for(given: Path | None, label: str) -> Path:
+    """The run dir: ``given`` (--run-dir), created if need be, else a new one in the cache; a path that cannot
+    be one (a file, no permission) is a one-line error before anything starts."""
+    if given is None:
+        where = f"a run dir in the cache (OCPROBE_CACHE={cache_dir()})"
+        run_dir = cache_dir() / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{label}"
+    else:
+        where, run_dir = f"--run-dir {given}", given
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {where}: {exc.strerror}") from None
+    if not run_dir.is_dir():
+        raise UsageError(f"cannot create {where}: it exists and is not a directory")
     return run_dir
+
 
 
 def transport_for_url(url: str) -> str:

@@ -105,6 +105,9 @@ FILES: dict[str, bytes] = {
     "empty.jsonl": b"",
     "binary.jsonl": b"\x89PNG\r\n\x1a\n\x00\x00",
     "badcall.jsonl": b'{"record": "call", "class": "splendid", "latency_ms": 1}\n',
+    "nan.jsonl": "".join(json.dumps(r) + "\n" for r in (_START, {**_CALL, "latency_ms": float("nan")}, _SUMMARY)).encode(),
+    "inf.jsonl": "".join(json.dumps(r) + "\n" for r in (_START, {**_CALL, "latency_ms": float("inf")}, _SUMMARY)).encode(),
+    "deep.toml": b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",
 }
 _SEQ = ("sequential", "-n", "1")
 _WS = ("--target", "ws://127.0.0.1:1")
@@ -206,6 +209,13 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("results-directory", ("compare", "{tmp}", "{tmp}/good.jsonl"), "cannot read results file"),
     BadInput("results-one", ("compare", "{tmp}/good.jsonl"), "compare needs at least two"),
     # output paths, checked before the first call
+    BadInput("run-dir-is-a-file", (*_SEQ, "--run-dir", "{tmp}/empty.token"), "cannot create --run-dir"),
+    BadInput("cache-is-a-file", _SEQ, "cannot create a run dir in the cache", env=(("OCPROBE_CACHE", "{tmp}/empty.token"),)),
+    BadInput("compare-markdown-full-disk", ("compare", "{tmp}/good.jsonl", "{tmp}/good.jsonl", "--markdown", "/dev/full"),
+             "cannot write --markdown /dev/full"),
+    BadInput("results-nan", ("compare", "{tmp}/nan.jsonl", "{tmp}/good.jsonl"), "a finite number of milliseconds"),
+    BadInput("results-infinity", ("compare", "{tmp}/inf.jsonl", "{tmp}/good.jsonl"), "a finite number of milliseconds"),
+    BadInput("scenario-nested-deep", ("run", "--check", "{tmp}/deep.toml"), "nested too deep to be a scenario"),
     BadInput("report-is-a-file", ("sequential", "-n", "1", "--report", "{tmp}/empty.token"),
              "empty.token: it exists and is not a directory"),
     BadInput("report-under-a-file", ("sequential", "-n", "1", "--report", "{tmp}/empty.token/sub"), "cannot write --report"),

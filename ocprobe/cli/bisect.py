@@ -157,7 +157,7 @@ def _plan(state: BisectState, params: dict[str, Any]) -> Path:
     from ocprobe.bisect.search import version_range
     from ocprobe.openclaw.installs import InstallManager
     from ocprobe.openclaw.semver import is_version
-    from ocprobe.targets import new_run_dir
+    from ocprobe.targets import run_dir_for
 
     if params["versions"] is not None:
         published = [v.strip() for v in params["versions"].split(",") if v.strip()]
@@ -169,9 +169,7 @@ def _plan(state: BisectState, params: dict[str, Any]) -> Path:
         published, tags = InstallManager().available()
     state.good, state.bad, state.versions = version_range(published, tags, state.good, state.bad,
                                                           prerelease=not params["no_prerelease"])
-    directory = params["run_dir"] or new_run_dir(f"bisect-{state.good}-{state.bad}")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    return run_dir_for(params["run_dir"], f"bisect-{state.good}-{state.bad}")
 
 
 def _probe(state: BisectState, output: Output) -> tuple[VersionProbe, Installer | None]:

@@ -60,7 +60,10 @@ def compare(
             samples.append(sample_from_outcome(label, outcome))
         comparisons = compare_all(samples)
         if markdown is not None:
-            markdown.write_text(compare_markdown(samples, comparisons), encoding="utf-8")
+            try:
+                markdown.write_text(compare_markdown(samples, comparisons), encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot write --markdown {markdown}: {exc.strerror}") from None
         _render(output, samples, comparisons)
         return exit_code(comparisons)
 

@@ -77,8 +77,12 @@ def serve(
             log_file=log_path, faults=faults,
         )
         output.redact.add(token)
-        asyncio.run(serve_gateway(config, provider_port=provider_port, latency_ms=latency_ms, jitter_ms=jitter_ms,
-                                  token_file=shown_file, on_ready=lambda info: _ready(output, info)))
+        try:
+            asyncio.run(serve_gateway(config, provider_port=provider_port, latency_ms=latency_ms, jitter_ms=jitter_ms,
+                                      token_file=shown_file, on_ready=lambda info: _ready(output, info)))
+        except OSError as exc:  # the port (or the provider's) is taken, or not ours to bind
+            raise UsageError(f"cannot listen on 127.0.0.1 (--port {port}, --provider-port {provider_port}): "
+                             f"{exc.strerror or exc}") from None
 
     execute(output, run)
 

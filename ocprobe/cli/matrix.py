@@ -46,7 +46,7 @@ def run(
         from ocprobe.matrix import DEFAULT_PROBES, exit_code, parse_probe, run_matrix, select_versions, write_cell
         from ocprobe.openclaw.installs import InstallManager, Stage
         from ocprobe.runner import log_patterns
-        from ocprobe.targets import new_run_dir
+        from ocprobe.targets import run_dir_for
 
         if not 0 <= sample <= 1000:
             raise UsageError(f"--sample must be between 0 and 1000, got {sample}")
@@ -62,7 +62,7 @@ def run(
         published, tags = manager.available()
         chosen = select_versions(published, tags, versions=versions, version_range=version_range, sample=sample,
                                  prerelease=prerelease)
-        directory = run_dir or new_run_dir("matrix")
+        directory = run_dir_for(run_dir, "matrix")
         output.info(f"matrix over {len(chosen)} release(s): {', '.join(chosen)}; probes: "
                     f"{'; '.join(p.text for p in plans)}; gateway output in {directory}")
 

@@ -317,9 +317,9 @@ def up(
 
         from ocprobe.defaults import OPENCLAW_PREFIX
         from ocprobe.openclaw.target import serve_up
-        from ocprobe.targets import OpenClawOptions, new_run_dir
+        from ocprobe.targets import OpenClawOptions, run_dir_for
 
-        directory = run_dir or new_run_dir(f"up-{version}")
+        directory = run_dir_for(run_dir, f"up-{version}")
         options = OpenClawOptions(config_fragment=openclaw_config, latency_ms=latency_ms)
         asyncio.run(serve_up(f"{OPENCLAW_PREFIX}{version}", directory, options, output.info, ready))
 

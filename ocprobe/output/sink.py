@@ -22,6 +22,7 @@ from rich.text import Text
 
 from ocprobe.engine import LATE_START_MS, ConcurrencyStats, ConcurrentCallRecord, ConcurrentResult, ScriptCallRecord
 from ocprobe.classify import sequence_strip
+from ocprobe.errors import UsageError
 from ocprobe.gates import GateResult
 from ocprobe.matrix import Cell
 from ocprobe.models import RESULTS_SCHEMA_VERSION, CallClass, CallRecord, LogMatch, ProbeResult, ProbeSummary, TargetInfo
@@ -57,18 +58,56 @@ class JsonLinesFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("w", encoding="utf-8")
+        # errors="replace": nothing from outside reaches here unscrubbed, but a record must never be lost to
+        # an encoding error.
+        self._file: IO[str] = path.open("w", encoding="utf-8", errors="replace")
+        self.failed = False
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._file.flush()
+        """Raises UsageError when the file cannot take the record (a full disk): the run stops, one line says
+        why, rather than measuring on with nowhere to keep the results."""
+        if self.failed:
+            return  # already said; the records of the teardown go nowhere either
+        try:
+            self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            self.failed = True
+            raise UsageError(f"cannot write --json {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
             self._file.flush()
             if stat.S_ISREG(os.fstat(self._file.fileno()).st_mode):  # /dev/null or a pipe cannot be fsync'ed
                 os.fsync(self._file.fileno())
-            self._file.close()
+        except OSError:
+            self.failed = True  # said by the write that failed, or the run's error line says enough
+        finally:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+
+
+def _silence(stream: IO[str]) -> None:
+    """The reader of ``stream`` went away: what is still written goes nowhere, without an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor behind it (a test's StringIO)
+        pass
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich's default exits 1, the code that says a call failed. A reader that stopped reading
+        # (ocprobe ... | head -1) ends the output only: the run finishes, its files are written and its exit
+        # code is its verdict's.
+        self.quiet = True
+        _silence(self.file)
 
 
 class Output:
@@ -86,9 +125,10 @@ class Output:
         self._stdout = stdout or sys.stdout
         # No markup and no emoji codes: text from outside ('[/INST]' in a reply, '[/]' in a version) is shown
         # as it is, never parsed (it crashed the run, or silently showed something else).
-        self.console = Console(file=self._stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
-        self.err_console = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.console = _Console(file=self._stdout, highlight=False, soft_wrap=True, markup=False, emoji=False)
+        self.err_console = _Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
         self.json_path = json_path  # the --json results file, if any (named when a probe is interrupted)
+        self._stdout_gone = False  # the reader of stdout went away
         self._json_file = JsonLinesFile(json_path) if json_path else None
         self.outcome: ProbeOutcome | None = None  # the last finished probe, for the report bundle
 
@@ -116,8 +156,14 @@ class Output:
             self.console.print(Text(self.shown(human)))
 
     def _emit_json(self, record: dict[str, Any]) -> None:
-        self._stdout.write(json.dumps(self.redact(record), ensure_ascii=False) + "\n")
-        self._stdout.flush()
+        if self._stdout_gone:
+            return
+        try:
+            self._stdout.write(json.dumps(self.redact(record), ensure_ascii=False) + "\n")
+            self._stdout.flush()
+        except BrokenPipeError:  # as _Console.on_broken_pipe: the output ends, the run goes on
+            self._stdout_gone = True
+            _silence(self._stdout)
 
     def _record(self, record: dict[str, Any]) -> None:
         record = self.redact(record)

@@ -57,7 +57,7 @@ def test_refused_in_one_line_with_exit_2(bad: BadInput, inputs: Path, tmp_path: 
     monkeypatch.setenv("OCPROBE_CACHE", str(cache))
     monkeypatch.setenv("COLUMNS", "200")
     for name, value in bad.env:
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.replace("{tmp}", str(inputs)))
     monkeypatch.setattr(sys, "argv", ["ocprobe", *(arg.replace("{tmp}", str(inputs)) for arg in bad.argv)])
     with pytest.raises(SystemExit) as exited:
         main()

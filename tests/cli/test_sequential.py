@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -214,3 +215,22 @@ def _children_of(pid: int) -> list[int]:
             if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def test_a_results_file_that_cannot_be_written_stops_the_run_in_one_line(tmp_path: Path) -> None:
+    """Before: --json /dev/full ended in an internal error (OSError) with a traceback hint."""
+    proc = ocprobe("sequential", "-n", "3", "--json", "/dev/full", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: cannot write --json /dev/full: No space left on device"]
+    assert "internal error" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_output_not_the_verdict(tmp_path: Path) -> None:
+    """Before: 'ocprobe sequential ... | head -1' exited 1, the code that says a call failed."""
+    for args in (("sequential", "-n", "5"), ("sequential", "-n", "5", "--json", "-")):
+        proc = subprocess.run(f"{shlex.join([sys.executable, '-m', 'ocprobe', *args])} | head -c 20 >/dev/null; "
+                              "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True,
+                              text=True, timeout=90, env={**os.environ, "OCPROBE_CACHE": str(tmp_path / "cache")})
+        assert proc.stdout.strip() == "0", proc.stderr
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
