@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ocprobe.classify import percentile
 from ocprobe.errors import UsageError
@@ -86,66 +88,97 @@ def sample_from_outcome(label: str, outcome: ProbeOutcome) -> Sample:
     )
 
 
+# Bounds of a results file read by compare: a record line of a --json file is a few hundred bytes (a call
+# keeps at most 4 KiB of reply); a file is read line by line, keeping two fields per call.
+MAX_RECORD_LINE = 4 * 2**20
+MAX_CALLS = 10_000_000
+
+
 def load_sample(path: Path) -> Sample:
-    """A sample from a ``--json`` results file (or a report bundle's ``calls.jsonl``). A file of another
-    schema version, cut short or not ocprobe's is refused with the line that shows it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read results file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    calls: list[dict] = []
+    """A sample from a ``--json`` results file (or a report bundle's ``calls.jsonl``), read as a stream: a
+    file of any size is checked line by line, in memory of the order of its calls (a class and a latency
+    each). A file of another schema version, cut short or not ocprobe's is refused with the line that shows it."""
+    classes: list[str] = []
+    real_ms: list[float] = []
     summary: dict | None = None
     started = False
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            if number == 1 and _is_report_summary(text):
-                raise UsageError(f"{path} is a report's summary.json: compare reads the --json results file "
-                                 "or the report's calls.jsonl") from None
-            raise UsageError(f"{path}:{number}: not JSON: is this an ocprobe results file (or is it truncated)?") from None
-        kind = record.get("record") if isinstance(record, dict) else None
-        version = record.get("schema_version", RESULTS_SCHEMA_VERSION) if isinstance(record, dict) else RESULTS_SCHEMA_VERSION
-        if version != RESULTS_SCHEMA_VERSION:
-            raise UsageError(f"{path}:{number}: written with results schema version {version!r}; this ocprobe "
-                             f"reads version {RESULTS_SCHEMA_VERSION}")
-        started = started or kind == "start"
-        if kind == "call":
-            latency = record.get("latency_ms")
-            # NaN or Infinity (Python's json reads them) would poison the statistics and then be written as
-            # invalid JSON; a bool is an int to Python but no latency.
-            if record.get("class") not in {c.value for c in CallClass} or isinstance(latency, bool) \
-                    or not isinstance(latency, (int, float)) or not math.isfinite(latency) or latency < 0:
-                raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms "
-                                 f"(a finite number of milliseconds)")
-            calls.append(record)
-        elif kind == "summary":
-            summary = record
-        elif kind not in ("start", "run", "settle"):
-            raise UsageError(f"{path}:{number}: not an ocprobe record (no known 'record' field)")
-    if not calls:
+    try:
+        with path.open("rb") as f:
+            for number, raw in enumerate(iter(lambda: f.readline(MAX_RECORD_LINE + 1), b""), 1):
+                if len(raw) > MAX_RECORD_LINE:
+                    raise UsageError(f"{path}:{number}: a line over {MAX_RECORD_LINE // 2**20} MiB: not an ocprobe results file")
+                kind, record = _record(path, number, raw, f if number == 1 else None)
+                if kind is None:
+                    continue
+                started = started or kind == "start"
+                if kind == "call":
+                    if len(classes) >= MAX_CALLS:
+                        raise UsageError(f"{path}: more than {MAX_CALLS} calls")
+                    classes.append(sys.intern(record["class"]))
+                    if record["class"] == CallClass.REAL.value:
+                        real_ms.append(float(record["latency_ms"]))
+                elif kind == "summary":
+                    summary = record
+    except OSError as exc:
+        raise UsageError(f"cannot read results file {path}: {exc.strerror or exc}") from None
+    if not classes:
         raise UsageError(f"{path}: no call records: not an ocprobe results file")
     if started and summary is None:  # a --json file always ends with its summary, even when cut short
-        raise UsageError(f"{path}: truncated: {len(calls)} call record(s) but no summary record")
+        raise UsageError(f"{path}: truncated: {len(classes)} call record(s) but no summary record")
     # What the summary adds is optional: a field of the wrong type is left out, not trusted.
     target = (summary or {}).get("target")
     version = target.get("gateway_version") if isinstance(target, dict) else None
     log_counts = (summary or {}).get("log_counts")
     return Sample(
         label=path.name,
-        classes=[c["class"] for c in calls],
-        real_latencies_ms=[float(c["latency_ms"]) for c in calls if c["class"] == CallClass.REAL.value],
+        classes=classes,
+        real_latencies_ms=real_ms,
         log_counts={str(k): v for k, v in log_counts.items() if isinstance(v, int) and not isinstance(v, bool)}
         if isinstance(log_counts, dict) else {},
         gateway_version=version if isinstance(version, str) else None,
     )
 
 
-def _is_report_summary(text: str) -> bool:
+def _record(path: Path, number: int, raw: bytes, whole: BinaryIO | None) -> tuple[str | None, dict]:
+    """The kind and content of one line; (None, {}) for a blank one. ``whole``: the file, for the first
+    line, to tell a report's summary.json (one JSON document over many lines) from a results file."""
     try:
-        document = json.loads(text)
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read results file {path}: line {number} is not UTF-8 text") from None
+    if not line.strip():
+        return None, {}
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        if whole is not None and _is_report_summary(raw, whole):
+            raise UsageError(f"{path} is a report's summary.json: compare reads the --json results file "
+                             "or the report's calls.jsonl") from None
+        raise UsageError(f"{path}:{number}: not JSON: is this an ocprobe results file (or is it truncated)?") from None
+    kind = record.get("record") if isinstance(record, dict) else None
+    version = record.get("schema_version", RESULTS_SCHEMA_VERSION) if isinstance(record, dict) else RESULTS_SCHEMA_VERSION
+    if version != RESULTS_SCHEMA_VERSION:
+        raise UsageError(f"{path}:{number}: written with results schema version {version!r}; this ocprobe "
+                         f"reads version {RESULTS_SCHEMA_VERSION}")
+    if kind == "call":
+        latency = record.get("latency_ms")
+        # NaN or Infinity (Python's json reads them) would poison the statistics and then be written as
+        # invalid JSON; a bool is an int to Python but no latency.
+        if record.get("class") not in {c.value for c in CallClass} or isinstance(latency, bool) \
+                or not isinstance(latency, (int, float)) or not math.isfinite(latency) or latency < 0:
+            raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms "
+                             f"(a finite number of milliseconds)")
+    elif kind not in ("start", "run", "settle", "summary"):
+        raise UsageError(f"{path}:{number}: not an ocprobe record (no known 'record' field)")
+    return kind, record
+
+
+MAX_SUMMARY_BYTES = 16 * 2**20
+
+
+def _is_report_summary(first: bytes, rest: BinaryIO) -> bool:
+    try:
+        document = json.loads(first + rest.read(MAX_SUMMARY_BYTES))
     except (ValueError, RecursionError):
         return False
     return isinstance(document, dict) and "schema_version" in document and "pooled" in document

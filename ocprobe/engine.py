@@ -30,6 +30,7 @@ from ocprobe.models import (
     ProbeSummary,
     TargetInfo,
     WitnessRequest,
+    kept_text,
 )
 from ocprobe.transports.base import Transport
 
@@ -37,6 +38,7 @@ WAIT_MODES = ("final", "agent.wait")
 SETTLE_POLL = 0.05
 SETTLE_MIN_QUIET = 2.0  # longer than the gateways' follow-up debounce (0.5-1 s) so a queued turn is seen
 SETTLE_CAP = 60.0
+MAX_FOREIGN = 20_000  # stray finals kept per run (each holds at most KEPT_TEXT characters of text)
 
 
 class Witness(Protocol):
@@ -403,7 +405,7 @@ class ProbeEngine:
             error = error or "the reply echoes the prompt: its nonce is no evidence of an LLM round trip"
         elif verdict.cls is CallClass.WRONG:
             error = error or self._foreign_nonce_note(outcome.text, cfg, index)
-        self._foreign.extend(self.transport.take_foreign_events())
+        self._take_foreign()
         if record_type is None:
             record_type = ConcurrentCallRecord if isinstance(cfg, ConcurrentConfig) else CallRecord
         return record_type(
@@ -418,7 +420,7 @@ class ProbeEngine:
             evidence=verdict.evidence,
             llm_reached=verdict.llm_reached,
             # The reference LLM replies with the nonce alone: the record keeps one string, not two equal ones.
-            reply=nonce if outcome.text == nonce else outcome.text,
+            reply=nonce if outcome.text == nonce else kept_text(outcome.text),
             state=outcome.state,
             error=error,
             run=cfg.run,
@@ -459,7 +461,7 @@ class ProbeEngine:
         seen = (len(self.witness.requests) if self.witness else 0, len(self._foreign))
         while True:
             await asyncio.sleep(SETTLE_POLL)
-            self._foreign.extend(self.transport.take_foreign_events())
+            self._take_foreign()
             now_seen = (len(self.witness.requests) if self.witness else 0, len(self._foreign))
             now = time.monotonic()
             if now_seen != seen:
@@ -475,6 +477,12 @@ class ProbeEngine:
                 # run, so its fate is unknown rather than lost.
                 self._settle_cut = True
                 return
+
+    def _take_foreign(self) -> None:
+        """Finals of runs this probe did not start (queued turns running late), kept up to MAX_FOREIGN: a
+        gateway flooding stray finals cannot grow the probe without bound."""
+        events = self.transport.take_foreign_events()
+        self._foreign.extend(events[: max(0, MAX_FOREIGN - len(self._foreign))])
 
     def _late_reply(self, record: CallRecord) -> LateReply | None:
         witnessed = [
@@ -498,7 +506,7 @@ class ProbeEngine:
             await self.logs.poll()
         except Exception:  # an unreadable log at the very end must not cost the measured calls
             pass
-        self._foreign.extend(self.transport.take_foreign_events())
+        self._take_foreign()
         self.records.sort(key=lambda r: r.index)  # concurrent calls end out of order; report them in call order
         for record in self._pending():
             record.late = self._late_reply(record)

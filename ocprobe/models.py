@@ -7,6 +7,7 @@ clock and given in milliseconds.
 
 from __future__ import annotations
 
+import re
 import sys
 from array import array
 from collections.abc import Sequence
@@ -116,6 +117,21 @@ class LogMatch:
     source: str  # file path, or "stderr" / "stdout" of a process ocprobe started
     at: float
     call: int | None = None  # index of the call whose time window holds the match
+
+
+# Characters of an outside text (a reply, a stray final) a record keeps: a gateway that answers megabytes per
+# call, or floods stray finals, cannot hold the memory of a long probe. What is cut is said, and the nonces
+# in it are kept (a late reply is recognised by its nonce wherever it stands).
+KEPT_TEXT = 4096
+_NONCE_LIKE = re.compile(r"ok-\d+-[0-9a-z]+")
+
+
+def kept_text(text: str) -> str:
+    if len(text) <= KEPT_TEXT:
+        return text
+    nonces = " ".join(dict.fromkeys(_NONCE_LIKE.findall(text, KEPT_TEXT - 64)))
+    return (f"{text[:KEPT_TEXT]}… [{len(text) - KEPT_TEXT} more characters"
+            + (f"; nonces in them: {nonces}" if nonces else "") + "]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,8 @@ PARAMETERS: dict[str, tuple[str, str, float, str]] = {
     "latency_ms": ("--latencies-ms", "LLM latency", 1.0, "high"),
 }
 MAX_POINTS = 100
+# The range of each swept value, in its own unit: the gap's as --gap, the embedded gateway's as its options.
+POINT_RANGES: dict[str, tuple[float, float]] = {"gap": (0, 3600), "teardown_ms": (0, 600_000), "latency_ms": (0, 600_000)}
 PLOT_SUFFIXES = (".svg", ".png")
 
 
@@ -153,25 +155,35 @@ def _ms(value: float | None) -> str:
 
 # -- the figures ---------------------------------------------------------------------------------
 
-def parse_values(text: str, option: str) -> list[float]:
-    """``0,0.05,0.1`` -> sorted distinct floats; a bad list is a usage error."""
-    values: set[float] = set()
+def parse_values(text: str, parameter: str) -> list[float]:
+    """``0,0.05,0.1`` (the option of ``parameter``) -> sorted distinct floats; a bad list is a usage error."""
+    option = PARAMETERS[parameter][0]
+    values: list[float] = []
     for part in text.split(","):
         part = part.strip()
         if not part:
             continue
         try:
-            value = float(part)
+            values.append(float(part))
         except ValueError:
             raise UsageError(f"bad {option} value {part!r}: not a number") from None
-        if not math.isfinite(value) or value < 0:
-            raise UsageError(f"bad {option} value {part!r}: must be a finite number >= 0")
-        values.add(value)
-    if not values:
-        raise UsageError(f"{option} needs at least one value")
-    if len(values) > MAX_POINTS:
-        raise UsageError(f"{option} has {len(values)} values; at most {MAX_POINTS}")
-    return sorted(values)
+    return check_values(values, parameter, option)
+
+
+def check_values(values: Sequence[float], parameter: str, where: str) -> list[float]:
+    """The points of a sweep, checked once for the command line and scenario files alike (``where`` names
+    the option or FILE:LINE: KEY): finite, in the parameter's range, at most MAX_POINTS."""
+    low, high = POINT_RANGES[parameter]
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not low <= value <= high:
+            raise UsageError(f"{where}: value {value!r} must be a finite number from {low:g} to {high:g}")
+    distinct = sorted(set(float(v) for v in values))
+    if not distinct:
+        raise UsageError(f"{where} needs at least one value")
+    if len(distinct) > MAX_POINTS:
+        raise UsageError(f"{where} has {len(distinct)} values; at most {MAX_POINTS}")
+    return distinct
 
 
 def point_from_runs(parameter: str, value: float, runs: Sequence[ProbeResult], log_counts: dict[str, int]) -> SweepPoint:

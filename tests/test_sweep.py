@@ -43,12 +43,15 @@ def point(value_ms: float, failures: int, calls: int = 10, parameter: str = "gap
 
 
 def test_parse_values_sorts_and_dedupes() -> None:
-    assert parse_values("0.5, 0,0.1,0.1,", "--gaps") == [0.0, 0.1, 0.5]
-    for bad, message in (("0,x", "not a number"), ("-1", ">= 0"), ("nan", "finite"), (",", "at least one value")):
+    assert parse_values("0.5, 0,0.1,0.1,", "gap") == [0.0, 0.1, 0.5]
+    for bad, message in (("0,x", "not a number"), ("-1", "from 0 to 3600"), ("nan", "finite"), ("1e12", "from 0 to 3600"),
+                         (",", "at least one value")):
         with pytest.raises(UsageError, match=message):
-            parse_values(bad, "--gaps")
+            parse_values(bad, "gap")
     with pytest.raises(UsageError, match="at most 100"):
-        parse_values(",".join(str(i) for i in range(101)), "--gaps")
+        parse_values(",".join(str(i) for i in range(101)), "gap")
+    with pytest.raises(UsageError, match="--teardowns-ms: value 700000.0 must be a finite number from 0 to 600000"):
+        parse_values("700000", "teardown_ms")
 
 
 def _records(passed: list[bool], run: int = 1) -> list[CallRecord]:

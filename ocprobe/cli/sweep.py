@@ -61,7 +61,7 @@ def sweep(
         if plot is not None:
             check_plot_path(plot)
         cfg = SweepConfig(
-            parameter=parameter, values=parse_values(text, PARAMETERS[parameter][0]), repeat=repeat,
+            parameter=parameter, values=parse_values(text, parameter), repeat=repeat,
             probe=SequentialConfig(calls=calls, session_key=session_key, message=message, gap=gap, wait=wait.value,
                                    timeout=timeout, settle=settle),
         )

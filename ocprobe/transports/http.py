@@ -36,6 +36,7 @@ from ocprobe.transports.relay_format import (
 SESSION_HEADER = "x-openclaw-session-key"
 AUTH_STATUSES = (401, 403)
 MAX_LINE = 2**20  # an SSE line holds a whole chunk: longer than aiohttp's 64 KiB default
+MAX_BODY = 16 * 2**20  # the most of one answer (or of one streamed reply's text) read, after decompression
 
 
 # -- shared HTTP machinery -------------------------------------------------------------------------
@@ -61,7 +62,15 @@ class _Reply:
 
 
 async def _read(response: aiohttp.ClientResponse) -> _Reply:
-    return _Reply(response.status, response.reason or "", await response.read())
+    """The whole answer, up to MAX_BODY bytes as decoded (a 1 MB gzip body may inflate to gigabytes)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _Failed(f"the answer is over {MAX_BODY // 2**20} MiB (decoded): not read further", code="too_large")
+        chunks.append(chunk)
+    return _Reply(response.status, response.reason or "", b"".join(chunks))
 
 
 class HttpTransport(Transport):
@@ -101,6 +110,8 @@ class HttpTransport(Transport):
             raise TargetUnreachable(f"{url}: no answer within {self._connect_timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise TargetUnreachable(f"cannot connect to {url}: {_reason(exc)}") from None
+        except _Failed as exc:
+            raise TargetUnreachable(f"{url}: {exc}") from None
         self._refuse_auth(reply, url)
         return reply
 
@@ -290,6 +301,7 @@ class OpenAITransport(HttpTransport):
     async def _read_sse(response: aiohttp.ClientResponse, pieces: list[str]) -> None:
         """``data: {chunk}`` lines until ``data: [DONE]``; the text is the concatenated ``delta.content``,
         appended to ``pieces`` (joined once by the caller: joining on every chunk is quadratic)."""
+        received = 0
         async for raw in response.content:  # one line at a time, its end of line included
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not line.startswith("data:"):
@@ -312,4 +324,8 @@ class OpenAITransport(HttpTransport):
                 piece = delta.get("content") if isinstance(delta, dict) else None
                 if isinstance(piece, str) and piece:
                     pieces.append(piece)
+                    received += len(piece)
+                    if received > MAX_BODY:
+                        raise _Failed(f"the streamed reply is over {MAX_BODY // 2**20} MiB: not read further",
+                                      code="too_large")
         raise _Failed("the stream ended without data: [DONE]", code="bad_body")

@@ -27,7 +27,7 @@ from websockets.protocol import State
 
 from ocprobe import __version__, untrusted
 from ocprobe.errors import AuthFailed, OcprobeError, ProtocolError, ProtocolMismatch, TargetUnreachable
-from ocprobe.models import ChatEvent, ChatOutcome
+from ocprobe.models import ChatEvent, ChatOutcome, kept_text
 from ocprobe.transports.base import Transport
 
 #: The protocol versions ocprobe speaks, offered as one range in ``connect``.
@@ -53,6 +53,9 @@ TRY_LATER_DELAY = 0.5
 # for at most this long before the run ends.
 RECONNECT_BUDGET = 5.0
 RECONNECT_FIRST_DELAY, RECONNECT_MAX_DELAY = 0.1, 2.0
+# The largest frame read: OpenClaw's own maxPayload is 25 MB; a larger frame closes the connection (1009)
+# before it is buffered, whatever the hello advertises (or fails to).
+MAX_FRAME_BYTES = 32 * 1024 * 1024
 # A gateway that does not answer a close frame does not hold up the next connection for long.
 CLOSE_TIMEOUT = 1.0
 # Run ids whose terminal event was seen, kept to drop a duplicate final instead of taking it for a late one.
@@ -220,7 +223,7 @@ class OpenClawWsTransport(Transport):
                 self.url,
                 proxy=None,
                 open_timeout=self._connect_timeout,
-                max_size=None,
+                max_size=MAX_FRAME_BYTES,
                 compression=None,
                 close_timeout=CLOSE_TIMEOUT,
                 user_agent_header=f"ocprobe/{__version__}",
@@ -352,7 +355,7 @@ class OpenClawWsTransport(Transport):
         if run is None:
             if terminal and update.run_id not in self._finished:  # a repeated final is no late reply
                 self._foreign.append(ChatEvent(run_id=update.run_id, session_key=update.session_key,
-                                               state=update.state, text=update.text, at=received_at))
+                                               state=update.state, text=kept_text(update.text), at=received_at))
             return
         if run.done.done():
             return  # a duplicate terminal event: the first one decided

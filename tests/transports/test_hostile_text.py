@@ -212,3 +212,77 @@ def test_markup_and_escape_sequences_from_outside_are_shown_not_obeyed(tmp_path:
         out = proc.stdout + proc.stderr
         assert "9.9[/]evil[bold]" in out and "[/INST]" in out and f"{key}-s1" in out
         assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07\\x1b[2J" in proc.stdout
+
+
+# -- bounded memory --------------------------------------------------------------------------------
+def test_a_frame_over_the_limit_is_refused_before_it_is_buffered() -> None:
+    """Before: with no maxPayload in the hello the client had no limit: one 1 GiB message took 3.1 GB."""
+    from ocprobe.transports.ws import MAX_FRAME_BYTES
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws)
+        req = json.loads((await ws.receive()).data)
+        await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": "k", "status": "started"}})
+        await ws.send_str("x" * (MAX_FRAME_BYTES + 1))
+        await asyncio.sleep(1)
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            outcome = await transport.send("s", "m", "k", timeout=10)
+            assert outcome.state == "error" and outcome.text == ""
+            await transport.close()
+
+    asyncio.run(main())
+
+
+def test_stray_finals_keep_a_bounded_text_and_their_nonces() -> None:
+    """Before: 900 stray finals of 200 KB were kept whole (912 MB)."""
+    from ocprobe.models import KEPT_TEXT
+
+    big = "z" * 200_000 + " ok-7-abc123 "
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws)
+        for n in range(20):
+            await ws.send_json({"type": "event", "event": "chat", "payload": {
+                "runId": f"srv-{n}", "sessionKey": "s", "state": "final", "message": {"content": [{"text": big}]}}})
+        await asyncio.sleep(1)
+
+    async def main() -> None:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            events: list = []
+            for _ in range(50):
+                events += transport.take_foreign_events()
+                if len(events) == 20:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(events) == 20
+            assert all(len(e.text) < KEPT_TEXT + 200 and "ok-7-abc123" in e.text for e in events)
+            await transport.close()
+
+    asyncio.run(main())
+
+
+def test_a_compressed_answer_is_read_up_to_its_bound() -> None:
+    """Before: a 1 MB gzip body inflating to 1 GiB took 2.1 GB."""
+    import gzip
+
+    from ocprobe.transports.http import MAX_BODY
+
+    bomb = gzip.compress(b"0" * (MAX_BODY * 2))
+
+    async def relay(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+    async def main() -> None:
+        async with scripted({"POST /chat.send": relay}) as base:
+            transport = RelayTransport(f"{base}/chat.send", TOKEN)
+            outcome = await transport.send("s", "m", "k", timeout=30)
+            assert outcome.state == "error" and "over 16 MiB" in (outcome.error_message or "")
+            await transport.close()
+
+    asyncio.run(main())
