@@ -37,12 +37,14 @@ def validate_message_template(template: str) -> None:
         # A format spec or conversion changes what is sent ('{nonce:.3}' cuts the nonce) and can be made to
         # allocate without bound ('{i:{i}{i}}'): placeholders are plain.
         if spec or conversion:
-            raise UsageError(f"bad --message template {template!r}: {{{name}{'!' + conversion if conversion else ''}"
-                             f"{':' + spec if spec else ''}}} has a format spec or conversion; write {{{name}}}")
+            field = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            raise UsageError(f"bad --message template {template!r}: {field!r} has a format spec or conversion; "
+                             f"placeholders are plain ({{i}}, {{nonce}})")
     fields = {name for name, _, _ in parsed}
     unknown = fields - TEMPLATE_FIELDS
     if unknown:
-        raise UsageError(f"bad --message template: unknown field {{{sorted(unknown)[0]}}} (use {{i}} and {{nonce}})")
+        field = "{" + sorted(unknown)[0] + "}"
+        raise UsageError(f"bad --message template: unknown field {field!r} (use {{i}} and {{nonce}})")
     if "nonce" not in fields:
         raise UsageError("bad --message template: it must contain {nonce}, the token that proves a real reply")
 

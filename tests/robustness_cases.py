@@ -137,13 +137,13 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("profile-unknown", (*_SEQ, "--profile", "chaotic"), "Invalid value for '--profile'"),
     # templates, patterns, gates
     BadInput("message-no-nonce", (*_SEQ, "--message", "hello {i}"), "it must contain {nonce}"),
-    BadInput("message-unknown-field", (*_SEQ, "--message", "{nonce} {who}"), "unknown field {who}"),
-    BadInput("message-positional", (*_SEQ, "--message", "{0} {nonce}"), "unknown field {0}"),
+    BadInput("message-unknown-field", (*_SEQ, "--message", "{nonce} {who}"), "unknown field '{who}'"),
+    BadInput("message-positional", (*_SEQ, "--message", "{0} {nonce}"), "unknown field '{0}'"),
     BadInput("message-unclosed", (*_SEQ, "--message", "hello {nonce"), "bad --message template"),
-    BadInput("message-conversion", (*_SEQ, "--message", "{nonce!x}"), "{nonce!x} has a format spec or conversion"),
+    BadInput("message-conversion", (*_SEQ, "--message", "{nonce!x}"), "'{nonce!x}' has a format spec or conversion"),
     BadInput("message-format-spec", (*_SEQ, "--message", "{nonce:.3}"), "has a format spec or conversion"),
     BadInput("message-nested-spec", (*_SEQ, "--message", "{nonce:.{i}}"), "has a format spec or conversion"),
-    BadInput("message-huge-spec", (*_SEQ, "--message", "{nonce} {i:{i}{i}}"), "{i:{i}{i}} has a format spec"),
+    BadInput("message-huge-spec", (*_SEQ, "--message", "{nonce} {i:{i}{i}}"), "'{i:{i}{i}}' has a format spec"),
     BadInput("message-conversion-repr", (*_SEQ, "--message", "{nonce!r}"), "has a format spec or conversion"),
     BadInput("session-key-blank", (*_SEQ, "--session-key", "  "), "--session-key must not be empty"),
     BadInput("log-pattern-regex", (*_SEQ, "--log-pattern", "(unclosed"), "bad --log-pattern '(unclosed'"),
@@ -288,10 +288,57 @@ def render() -> str:
         "Also tested, outside this table: the WebSocket transport against each fault in process "
         "(tests/transports/test_ws_faults.py), the log watcher under rotation, truncation, deletion, partial lines, "
         "non-UTF-8 text and a flooding stderr (tests/test_logwatch.py), fuzzed frames and gates (tests/test_fuzz.py) "
-        "and a 10,000-call soak with mixed faults (tests/test_soak.py).",
+        "and a 10,000-call soak with mixed faults (tests/test_soak.py); hostile text, secrets and bounds "
+        "(tests/transports/test_hostile_text.py, tests/test_scenario_secrets.py, tests/test_secrets.py, "
+        "tests/test_fuzz_hostile.py).",
+        "",
+        "## Bounds",
+        "",
+        "Every input from outside has a bound; these are the constants the code uses (read from it when this "
+        "file is generated).",
+        "",
+        "| what | bound | past it |",
+        "|---|---|---|",
+        *(f"| {what} | {bound} | {past} |" for what, bound, past in _bounds()),
         "",
     ]
     return "\n".join(lines)
+
+
+def _bounds() -> list[tuple[str, str, str]]:
+    from ocprobe import logwatch, matrix, models
+    from ocprobe.bisect import state
+    from ocprobe.compare import MAX_CALLS, MAX_RECORD_LINE
+    from ocprobe.engine import MAX_FOREIGN
+    from ocprobe.runner import LIMITS
+    from ocprobe.sweep import MAX_POINTS
+    from ocprobe.targets import MAX_TOKEN_FILE
+    from ocprobe.transports.http import MAX_BODY, MAX_LINE
+    from ocprobe.transports.ws import MAX_FRAME_BYTES
+
+    mib = 2**20
+    return [
+        ("a WebSocket frame", f"{MAX_FRAME_BYTES // mib} MiB", "the connection is closed (1009); the call is an error"),
+        ("an HTTP answer, and a streamed reply's text (decoded)", f"{MAX_BODY // mib} MiB", "the call is an error (too_large)"),
+        ("an SSE line", f"{MAX_LINE // mib} MiB", "the call is an error (unreadable answer)"),
+        ("a reply kept in a record, a stray final's text", f"{models.KEPT_TEXT} characters",
+         "cut, with the length and every nonce in the rest"),
+        ("stray finals kept per run", f"{MAX_FOREIGN}", "later ones are not kept"),
+        ("a token file", f"{MAX_TOKEN_FILE // 1024} KiB, a regular file", "refused"),
+        ("files a --log glob follows", f"{logwatch.MAX_FILES} (of at most {logwatch.MAX_GLOB_ENTRIES} entries "
+         f"per glob, re-expanded at most every {logwatch.EXPAND_INTERVAL:g} s)", "left out"),
+        ("a matched log line kept", f"{logwatch.MAX_LINE} characters", "cut"),
+        ("a log line without a newline", f"{logwatch.MAX_PENDING // mib} MiB", "taken as complete"),
+        ("a results file line (compare)", f"{MAX_RECORD_LINE // mib} MiB", "refused"),
+        ("calls in a results file (compare)", f"{MAX_CALLS}", "refused"),
+        ("a bisect log", f"{state.MAX_LOG_BYTES // mib} MiB", "refused"),
+        ("a matrix cell file", f"{matrix.MAX_CELL_BYTES // mib} MiB", "refused"),
+        ("releases in a matrix", f"{matrix.MAX_VERSIONS}", "refused (--sample N)"),
+        ("points of a sweep", f"{MAX_POINTS}", "refused"),
+        *((f"`{limit.option}`", f"{limit.low:g} to {limit.high:g}", "refused") for limit in LIMITS.values()),
+        ("a log pattern", "RE2 syntax: linear time in the line", "refused (backreferences, lookaround)"),
+        ("a message template", "{i} and {nonce}, no format spec or conversion", "refused"),
+    ]
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def test_mode_is_inferred_and_probe_keys_follow_it(tmp_path: Path) -> None:
         ('target = "ftp://x"\n', ":1: target: unsupported target 'ftp://x'"),
         ('target = "embedded"\n[logs]\npatterns = ["ok", "(unclosed"]\n', ":3: logs.patterns[1]: bad regex '(unclosed'"),
         ('target = "embedded"\n[probe]\nmessage = "no nonce"\n', ":3: probe.message: bad template: it must contain {nonce}"),
-        ('target = "embedded"\n[[steps]]\nsend = "{x} {nonce}"\n', ":3: steps[0].send: bad template: unknown field {x}"),
+        ('target = "embedded"\n[[steps]]\nsend = "{x} {nonce}"\n', ":3: steps[0].send: bad template: unknown field '{x}'"),
         ('target = "embedded"\n[[steps]]\nsend = "{nonce}"\nexpect = "great"\n', ":4: steps[0].expect: unknown class 'great'"),
         ('target = "embedded"\n[[steps]]\nsend = "{nonce}"\n[[steps]]\nsleep = 1\nexpect = "real"\n',
          ":6: steps[1].expect: belongs to a send step, not a sleep step"),

@@ -162,7 +162,7 @@ def test_unreachable_target(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--message", "hello {i}"], "must contain {nonce}"),
-        (["--message", "hello {nonce} {who}"], "unknown field {who}"),
+        (["--message", "hello {nonce} {who}"], "unknown field '{who}'"),
         (["--message", "hello {nonce"], "bad --message template"),
         (["-n", "0"], "-n must be between 1 and 100000"),
         (["--gap", "-1"], "--gap must be between 0 and 3600"),
