@@ -17,7 +17,13 @@ from ocprobe.openclaw.semver import Version
 #: drain that finds the lane busy throws FollowupRunDeferredError and retries silently, so the race itself
 #: no longer logs; the lines added below are the newer releases' failures of the same family.
 DRAIN_PATTERNS = ("ReplyRunAlreadyActiveError", "followup queue drain failed")
+# An agent run that died before its reply ("Embedded agent failed before reply: ..."), in every release.
+FAILED_BEFORE_REPLY = "failed before reply"
+BASE_PATTERNS = DRAIN_PATTERNS + (FAILED_BEFORE_REPLY,)
 STUCK_SESSION = "queued_work_without_active_run"  # the stuck-session watchdog's reason (5.2+)
+# 5.18 .. 7.35: a same-session turn whose session file another turn rewrote (seen on 7.35 here: sequential
+# gap 0 and same-session concurrent sends fail with it); gone from 8.1.
+TAKEOVER = "EmbeddedAttemptSessionTakeoverError"
 ADMISSION = ("followup queue drain admission failed", "Previous run is still shutting down")  # 8.1+
 SCOPES = ("Async work scope is closed", "Reply operation has no active tool authority snapshot")  # 9.2+
 
@@ -31,7 +37,7 @@ class ReleaseTraits:
     catalog_refresh: bool = False  # ``models.catalogRefresh`` exists (older strict schemas reject the key)
     plugin_stage_dir: bool = True  # reads ``OPENCLAW_PLUGIN_STAGE_DIR`` (stages plugin deps there)
     lifecycle_pending: bool = False  # ships ``.openclaw-lifecycle-pending``: its first run completes the install
-    log_patterns: tuple[str, ...] = DRAIN_PATTERNS  # what a probe of it watches for by default
+    log_patterns: tuple[str, ...] = BASE_PATTERNS  # what a probe of it watches for by default
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class Change:
 
 #: The table. Each row holds from ``since`` on, until a later row for the same trait.
 CHANGES: tuple[Change, ...] = (
-    Change("2026.5.2", "log_patterns", DRAIN_PATTERNS + (STUCK_SESSION,),
+    Change("2026.5.2", "log_patterns", BASE_PATTERNS + (STUCK_SESSION,),
            "dist: reason=queued_work_without_active_run in the stuck-session warning; 4.29 lacks it"),
     Change("2026.5.12", "protocol", 4,
            "dist: PROTOCOL_VERSION = 4, MIN_CLIENT_PROTOCOL_VERSION = 4, check maxProtocol >= 4 && "
@@ -57,14 +63,17 @@ CHANGES: tuple[Change, ...] = (
            "config schema: agents {ownership?, defaults, entries: record} (strict); agents.list is converted "
            "with a warning before validation and the config file rewritten"),
     Change("2026.8.1", "catalog_refresh", True, "config schema: models.catalogRefresh {enabled?, url?}"),
-    Change("2026.8.1", "log_patterns", DRAIN_PATTERNS + (STUCK_SESSION,) + ADMISSION,
+    Change("2026.5.18", "log_patterns", BASE_PATTERNS + (STUCK_SESSION, TAKEOVER),
+           "dist: EmbeddedAttemptSessionTakeoverError 'session file changed while embedded prompt lock was "
+           "released' (5.12 lacks it); 7.35 logs it on same-session sends (docs/compatibility.md)"),
+    Change("2026.8.1", "log_patterns", BASE_PATTERNS + (STUCK_SESSION,) + ADMISSION,
            "dist: 'followup queue drain admission failed for', chat.send UNAVAILABLE 'Previous run is still "
-           "shutting down'"),
+           "shutting down'; EmbeddedAttemptSessionTakeoverError gone"),
     Change("2026.8.2", "lifecycle_pending", True,
            "package ships .openclaw-lifecycle-pending (8.1 shipped dist/openclaw-install-guard, which its "
            "launcher never checks); openclaw.mjs completes it on any command"),
     Change("2026.9.2", "plugin_stage_dir", False, "dist: OPENCLAW_PLUGIN_STAGE_DIR no longer read (9.1 still reads it)"),
-    Change("2026.9.2", "log_patterns", DRAIN_PATTERNS + (STUCK_SESSION,) + ADMISSION + SCOPES,
+    Change("2026.9.2", "log_patterns", BASE_PATTERNS + (STUCK_SESSION,) + ADMISSION + SCOPES,
            "dist: throw new Error('Async work scope is closed'), 'Reply operation has no active tool authority "
            "snapshot'"),
 )
