@@ -10,13 +10,12 @@ The core never prints: progress goes to an observer, results are returned and wr
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol

@@ -343,49 +343,19 @@ def test_a_call_is_ok_when_real_and_a_scripted_call_when_its_step_expects_its_cl
 def test_a_final_from_before_a_call_was_sent_is_not_its_late_reply() -> None:
     """A hostile gateway sends, while call 1 runs, a final under its own runId carrying call 2's nonce; call 2
     then gets an empty final. Before: call 2 was 'ran_late' with a late reply 300 ms before it was sent."""
-    import json as json_
-
-    from aiohttp import web
-
-    from ocprobe.transports.ws import OpenClawWsTransport
-    from tests.transports.test_ws import TOKEN, fake_gateway, hello
+    from tests.transports.test_ws import chat_gateway, final, run_engine
 
     cfg = SequentialConfig(calls=2, settle=0.3, probe_id="fixed1")
 
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws)
-        async for msg in ws:
-            req = json_.loads(msg.data)
-            if req.get("method") != "chat.send":
-                continue
-            run_id = req["params"]["idempotencyKey"]
-            await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, "status": "started"}})
-            first = run_id == cfg.idempotency_key(1)
-            if first:  # the forged "late reply" of call 2, before call 2 exists
-                await ws.send_json({"type": "event", "event": "chat", "payload": {
-                    "runId": "srv-forged", "sessionKey": "s", "state": "final",
-                    "message": {"content": [{"type": "text", "text": cfg.nonce(2)}]}}})
-                await asyncio.sleep(0.05)
-            text = cfg.nonce(1) if first else ""
-            await ws.send_json({"type": "event", "event": "chat", "payload": {
-                "runId": run_id, "sessionKey": "s", "state": "final",
-                "message": {"content": [{"type": "text", "text": text}]}}})
+    async def script(ws: Any, run_id: str, message: str) -> None:
+        if run_id == cfg.idempotency_key(1):
+            await final(ws, "srv-forged", cfg.nonce(2))  # the forged "late reply" of call 2, before call 2 exists
+            await asyncio.sleep(0.05)
+            await final(ws, run_id, cfg.nonce(1))
+        else:
+            await final(ws, run_id, "")
 
-    async def main() -> ProbeResult:
-        logs = LogWatcher()
-        await logs.start()
-        try:
-            async with fake_gateway(handler) as url:
-                transport = OpenClawWsTransport(url, TOKEN)
-                await transport.open()
-                engine = ProbeEngine(transport, TargetInfo(target=url), witness=None, logs=logs, observer=Observer())
-                result = await engine.run(cfg)
-                await transport.close()
-                return result
-        finally:
-            await logs.stop()
-
-    result = asyncio.run(main())
+    result = asyncio.run(run_engine(chat_gateway(script), cfg, Observer()))
     second = result.records[1]
     assert result.records[0].cls is CallClass.REAL and second.cls is not CallClass.REAL
     assert second.late is None and second.fate is Fate.UNKNOWN

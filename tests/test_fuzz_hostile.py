@@ -15,15 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocprobe.compare import load_sample
-from ocprobe.engine import ProbeEngine, SequentialConfig
+from ocprobe.engine import SequentialConfig
 from ocprobe.errors import OcprobeError
-from ocprobe.logwatch import LogWatcher
-from ocprobe.models import KEPT_TEXT, CallClass, TargetInfo
+from ocprobe.models import KEPT_TEXT, CallClass
 from ocprobe.output.sink import Mode, Output, render_table
 from ocprobe.runner import validate_message_template
 from ocprobe.scenario import load_scenario
-from ocprobe.transports.ws import OpenClawWsTransport
-from tests.transports.test_ws import TOKEN, fake_gateway, hello
+from tests.transports.test_ws import chat_gateway, run_engine
 
 HOSTILE = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                          HealthCheck.function_scoped_fixture])
@@ -56,44 +54,21 @@ frames = st.lists(st.tuples(st.sampled_from(["own", "other", "none"]), chat_payl
 def test_every_answer_of_a_hostile_gateway_is_a_classified_call(tmp_path: Path) -> None:
     script: list[Any] = []
 
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws)
-        async for msg in ws:
-            req = json.loads(msg.data)
-            if req.get("method") != "chat.send":
-                await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {}})
+    async def answer(ws: web.WebSocketResponse, run_id: str, message: str) -> None:
+        for whose, payload in script:
+            if whose == "raw":
+                await ws.send_str(payload)
                 continue
-            run_id = req["params"]["idempotencyKey"]
-            await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, "status": "started"}})
-            for whose, payload in script:
-                if whose == "raw":
-                    await ws.send_str(payload)
-                    continue
-                named = {"own": {"runId": run_id}, "other": {"runId": "srv-x"}, "none": {}}[whose]
-                await ws.send_json({"type": "event", "event": "chat", "payload": {**payload, **named}})
+            named = {"own": {"runId": run_id}, "other": {"runId": "srv-x"}, "none": {}}[whose]
+            await ws.send_json({"type": "event", "event": "chat", "payload": {**payload, **named}})
 
     @HOSTILE
     @given(frames)
-    def check(answer: list[Any]) -> None:
-        script[:] = answer
+    def check(frames_sent: list[Any]) -> None:
+        script[:] = frames_sent
         out = tmp_path / "run.jsonl"
         sink = Output(Mode.HUMAN, json_path=out, stdout=io.StringIO(), stderr=io.StringIO())
-
-        async def main() -> Any:
-            logs = LogWatcher()
-            await logs.start()
-            try:
-                async with fake_gateway(handler) as url:
-                    transport = OpenClawWsTransport(url, TOKEN)
-                    await transport.open()
-                    engine = ProbeEngine(transport, TargetInfo(target=url), witness=None, logs=logs, observer=sink)
-                    result = await engine.run(SequentialConfig(calls=1, timeout=0.5, settle=0.05))
-                    await transport.close()
-                    return result
-            finally:
-                await logs.stop()
-
-        result = asyncio.run(main())
+        result = asyncio.run(run_engine(chat_gateway(answer), SequentialConfig(calls=1, timeout=0.5, settle=0.05), sink))
         sink.close()
         assert len(result.records) == 1 and isinstance(result.records[0].cls, CallClass)
         written = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]

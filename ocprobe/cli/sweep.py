@@ -51,7 +51,7 @@ def sweep(
 
         from ocprobe.engine import SequentialConfig
         from ocprobe.runner import log_patterns
-        from ocprobe.sweep import PARAMETERS, SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
+        from ocprobe.sweep import SweepConfig, check_plot_path, parse_values, run_sweep, write_plot
 
         given = [(name, text) for name, text in (("gap", gaps), ("teardown_ms", teardowns_ms), ("latency_ms", latencies_ms))
                  if text is not None]

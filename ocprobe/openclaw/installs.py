@@ -216,6 +216,15 @@ class InstallManager:
     def _install(self, version: str, on_progress: ProgressFn | None) -> Install:
         report = _report(on_progress, version)
         prefix = self._prefix(version)
+        # An install that is complete is only read: under a shared lock, which other processes using it (a
+        # gateway launched from it holds one for its whole life) do not block. The exclusive lock is taken only
+        # to change the prefix; before, a second probe of a version in use waited until the first one ended.
+        with file_lock(self._lock(version), shared=True, on_wait=lambda: report(Stage.WAITING)):
+            ready = self.get(version)
+            if ready is not None and not self._lifecycle_pending(ready):
+                report(Stage.CACHED)
+                self._npm_beside_node(ready.node_bin)
+                return self._touch(ready)
         try:
             with file_lock(self._lock(version), on_wait=lambda: report(Stage.WAITING)):
                 existing = self.get(version)  # also after waiting: the other process may have installed it
@@ -267,6 +276,10 @@ class InstallManager:
         if install is None:
             raise InstallError(f"openclaw {version}: the install vanished after it was renamed into place")
         return install
+
+    @staticmethod
+    def _lifecycle_pending(install: Install) -> bool:
+        return traits(install.version).lifecycle_pending and (install.package_dir / LIFECYCLE_PENDING).exists()
 
     @staticmethod
     def _complete_lifecycle(version: str, package_dir: Path, node_bin: Path, report: Callable[..., None]) -> None:

@@ -192,3 +192,22 @@ def test_a_fetched_node_gets_the_machines_npm_beside_it_and_a_dangling_link_is_m
     link.symlink_to(tmp_path / "npm-that-moved")  # the machine's npm is elsewhere now
     again = manager.install("2026.5.3")  # cached: the link is checked again
     assert link.resolve() == Path(shutil.which("npm") or "").resolve() and again.version == "2026.5.3"
+
+
+def test_an_install_in_use_is_installed_again_at_once(fake: Fake) -> None:
+    """A launched gateway holds its version's lock (shared) for its whole life. Before, a second probe of the
+    same version (e.g. 'openclaw up V' in one terminal, '--target openclaw@V' in another, or a bisect's
+    prefetch) took the exclusive lock even to find it installed, and waited until the first one ended."""
+    manager, _ = fake
+    manager.install("2026.5.3")
+    with manager.use("2026.5.3"):
+        done = threading.Event()
+        stages: list[Stage] = []
+
+        def again() -> None:
+            manager.install("2026.5.3", on_progress=lambda v, stage, detail: stages.append(stage))
+            done.set()
+
+        threading.Thread(target=again, daemon=True).start()
+        assert done.wait(10), "the install of a version in use waited for its user"
+    assert stages == [Stage.CACHED]

@@ -18,8 +18,8 @@ from aiohttp import web
 from ocprobe.transports.http import OpenAITransport, RelayTransport
 from ocprobe.transports.ws import OpenClawWsTransport
 from ocprobe.untrusted import loads, scrub
-from tests.transports.test_http import scripted
-from tests.transports.test_ws import TOKEN, fake_gateway, hello
+from tests.transports.test_http import scripted, sse
+from tests.transports.test_ws import TOKEN, chat_gateway, fake_gateway, final, hello, send_once
 
 # JSON text as a gateway sends it: escapes of a lone high surrogate, a lone low one, and a valid pair.
 LONE = r"\ud800"
@@ -43,35 +43,19 @@ def test_scrub_leaves_valid_text_alone() -> None:
 def echo_gateway(suffix_json: str):  # type: ignore[no-untyped-def]
     """A ws gateway answering each chat.send with a final holding the message's nonce plus ``suffix_json``
     (raw JSON string content, escapes kept)."""
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws)
-        async for msg in ws:
-            req = json.loads(msg.data)
-            if req.get("method") != "chat.send":  # chat.history: no earlier turns
-                await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"messages": []}})
-                continue
-            run_id = req["params"]["idempotencyKey"]
-            nonce = re.search(r"ok-\d+-\w+", req["params"]["message"]).group(0)  # type: ignore[union-attr]
-            await ws.send_str(json.dumps({"type": "res", "id": req["id"], "ok": True,
-                                          "payload": {"runId": run_id, "status": "started"}}))
-            await asyncio.sleep(0.05)
-            await ws.send_str('{"type":"event","event":"chat","payload":{"runId":"%s","sessionKey":"s","state":"final",'
-                              '"message":{"role":"assistant","content":[{"type":"text","text":"%s%s"}]}}}'
-                              % (run_id, nonce, suffix_json))
+    async def script(ws: web.WebSocketResponse, run_id: str, message: str) -> None:
+        nonce = re.search(r"ok-\d+-\w+", message).group(0)  # type: ignore[union-attr]
+        await asyncio.sleep(0.05)
+        await ws.send_str('{"type":"event","event":"chat","payload":{"runId":"%s","sessionKey":"s","state":"final",'
+                          '"message":{"role":"assistant","content":[{"type":"text","text":"%s%s"}]}}}'
+                          % (run_id, nonce, suffix_json))
 
-    return handler
+    return chat_gateway(script)
 
 
 def test_a_ws_reply_with_a_lone_surrogate_is_kept_replaced() -> None:
-    async def main() -> None:
-        async with fake_gateway(echo_gateway(LONE)) as url:
-            transport = OpenClawWsTransport(url, TOKEN)
-            await transport.open()
-            outcome = await transport.send("s", "say ok-1-abc", "k1", timeout=5)
-            assert outcome.state == "final" and outcome.text == "ok-1-abc\ufffd"
-            await transport.close()
-
-    asyncio.run(main())
+    outcome = send_once(echo_gateway(LONE), "say ok-1-abc")
+    assert outcome.state == "final" and outcome.text == "ok-1-abc\ufffd"
 
 
 def test_a_whole_run_with_lone_surrogates_writes_every_record_and_report(tmp_path: Path, in_thread) -> None:  # type: ignore[no-untyped-def]
@@ -126,18 +110,6 @@ def test_a_relay_reply_with_a_lone_surrogate_is_kept_replaced() -> None:
     asyncio.run(main())
 
 
-def sse(lines: list[bytes]):  # type: ignore[no-untyped-def]
-    async def completions(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        for line in lines:
-            await response.write(line)
-        await response.write_eof()
-        return response
-
-    return completions
-
-
 def openai_call(lines: list[bytes], timeout: float = 10):  # type: ignore[no-untyped-def]
     async def main():  # type: ignore[no-untyped-def]
         async with scripted({"POST /v1/chat/completions": sse(lines)}) as base:
@@ -182,23 +154,11 @@ def test_markup_and_escape_sequences_from_outside_are_shown_not_obeyed(tmp_path:
     """Before: a reply ending in '[/INST]', a '[/]' in server.version or the session key 'team[/]x' crashed
     the run (MarkupError, no table); 'agent:main:[dm]' showed as something else; escape sequences in a reply
     (clear the screen, set the title) reached the terminal raw."""
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await ws.send_json({"type": "event", "event": "connect.challenge", "payload": {"nonce": "n", "ts": 1}})
-        req = json.loads((await ws.receive()).data)
-        await ws.send_json({"type": "res", "id": req["id"], "ok": True,
-                            "payload": {"type": "hello-ok", "protocol": 4, "server": {"version": "9.9[/]evil[bold]"}}})
-        async for msg in ws:
-            call = json.loads(msg.data)
-            if call.get("method") != "chat.send":  # chat.history: no earlier turns
-                await ws.send_json({"type": "res", "id": call["id"], "ok": True, "payload": {"messages": []}})
-                continue
-            run_id = call["params"]["idempotencyKey"]
-            nonce = re.search(r"ok-\d+-\w+", call["params"]["message"]).group(0)  # type: ignore[union-attr]
-            await ws.send_json({"type": "res", "id": call["id"], "ok": True, "payload": {"runId": run_id, "status": "started"}})
-            await ws.send_json({"type": "event", "event": "chat", "payload": {
-                "runId": run_id, "sessionKey": "s", "state": "final",
-                "message": {"content": [{"type": "text", "text": f"{nonce} [/INST] \x1b]0;pwned\x07\x1b[2J [dm]"}]}}})
+    async def script(ws: web.WebSocketResponse, run_id: str, message: str) -> None:
+        nonce = re.search(r"ok-\d+-\w+", message).group(0)  # type: ignore[union-attr]
+        await final(ws, run_id, f"{nonce} [/INST] \x1b]0;pwned\x07\x1b[2J [dm]")
 
+    handler = chat_gateway(script, {"type": "hello-ok", "protocol": 4, "server": {"version": "9.9[/]evil[bold]"}})
     url = in_thread(lambda: fake_gateway(handler))
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
@@ -226,15 +186,8 @@ def test_a_frame_over_the_limit_is_refused_before_it_is_buffered() -> None:
         await ws.send_str("x" * (MAX_FRAME_BYTES + 1))
         await asyncio.sleep(1)
 
-    async def main() -> None:
-        async with fake_gateway(handler) as url:
-            transport = OpenClawWsTransport(url, TOKEN)
-            await transport.open()
-            outcome = await transport.send("s", "m", "k", timeout=10)
-            assert outcome.state == "error" and outcome.text == ""
-            await transport.close()
-
-    asyncio.run(main())
+    outcome = send_once(handler, timeout=10)
+    assert outcome.state == "error" and outcome.text == ""
 
 
 def test_stray_finals_keep_a_bounded_text_and_their_nonces() -> None:

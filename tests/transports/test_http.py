@@ -325,8 +325,9 @@ def test_openai_missing_endpoint_fails_open() -> None:
     asyncio.run(main())
 
 
-def test_openai_bad_streams_and_bodies_are_error_outcomes() -> None:
-    async def sse(request: web.Request, lines: list[bytes]) -> web.StreamResponse:
+def sse(lines: list[bytes]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler answering with these SSE lines, then the end of the stream."""
+    async def completions(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for line in lines:
@@ -334,16 +335,14 @@ def test_openai_bad_streams_and_bodies_are_error_outcomes() -> None:
         await response.write_eof()
         return response
 
+    return completions
+
+
+def test_openai_bad_streams_and_bodies_are_error_outcomes() -> None:
     chunk = b'data: {"choices": [{"delta": {"content": "part"}}]}\n\n'
-
-    async def cut(request: web.Request) -> web.StreamResponse:
-        return await sse(request, [chunk])
-
-    async def garbage(request: web.Request) -> web.StreamResponse:
-        return await sse(request, [chunk, b"data: {nope\n\n"])
-
-    async def in_band_error(request: web.Request) -> web.StreamResponse:
-        return await sse(request, [b'data: {"error": {"message": "model overloaded"}}\n\n'])
+    cut = sse([chunk])
+    garbage = sse([chunk, b"data: {nope\n\n"])
+    in_band_error = sse([b'data: {"error": {"message": "model overloaded"}}\n\n'])
 
     async def no_choices(request: web.Request) -> web.Response:
         return web.json_response({"id": "x", "object": "chat.completion"})

@@ -66,6 +66,71 @@ async def hello(ws: web.WebSocketResponse, connect_reply: dict[str, Any] | None 
     return req
 
 
+# What a scripted gateway does with one chat.send (already acknowledged as started): its runId and message.
+ChatScript = Callable[[web.WebSocketResponse, str, str], Awaitable[None]]
+
+
+def chat_gateway(script: ChatScript, hello_payload: dict[str, Any] | None = None,
+                 ack: dict[str, Any] | None = None) -> Callable[[web.WebSocketResponse], Awaitable[None]]:
+    """A loopback gateway handler: the handshake (with ``hello_payload``), an empty chat.history, and each
+    chat.send acknowledged (``ack``, default started) and then answered by ``script``."""
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await hello(ws, None if hello_payload is None else {"type": "res", "id": "connect", "ok": True,
+                                                            "payload": hello_payload})
+        async for msg in ws:
+            req = json.loads(msg.data)
+            if req.get("method") != "chat.send":  # chat.history: no earlier turns
+                await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"messages": []}})
+                continue
+            run_id = req["params"]["idempotencyKey"]
+            await ws.send_json({"type": "res", "id": req["id"], "ok": True,
+                                "payload": {"runId": run_id, **(ack or {"status": "started"})}})
+            await script(ws, run_id, req["params"]["message"])
+
+    return handler
+
+
+async def final(ws: web.WebSocketResponse, run_id: str, text: str) -> None:
+    await ws.send_json({"type": "event", "event": "chat", "payload": {
+        "runId": run_id, "sessionKey": "s", "state": "final", "message": {"content": [{"type": "text", "text": text}]}}})
+
+
+def send_once(handler: Callable[[web.WebSocketResponse], Awaitable[None]], message: str = "m",
+              timeout: float = 5) -> Any:
+    """The outcome of one chat.send through the WebSocket transport against a scripted gateway."""
+    async def main() -> Any:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            try:
+                return await transport.send("s", message, "k1", timeout=timeout)
+            finally:
+                await transport.close()
+
+    return asyncio.run(main())
+
+
+async def run_engine(handler: Callable[[web.WebSocketResponse], Awaitable[None]], cfg: Any, observer: Any) -> Any:
+    """One probe (``cfg``) through the WebSocket transport against a scripted gateway, no witness."""
+    from ocprobe.engine import ProbeEngine
+    from ocprobe.logwatch import LogWatcher
+    from ocprobe.models import TargetInfo
+
+    logs = LogWatcher()
+    await logs.start()
+    try:
+        async with fake_gateway(handler) as url:
+            transport = OpenClawWsTransport(url, TOKEN)
+            await transport.open()
+            try:
+                return await ProbeEngine(transport, TargetInfo(target=url), witness=None, logs=logs,
+                                         observer=observer).run(cfg)
+            finally:
+                await transport.close()
+    finally:
+        await logs.stop()
+
+
 def test_send_gets_the_final_and_server_version(tmp_path: Path) -> None:
     async def main() -> None:
         async with reference(tmp_path) as gateway:

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from ocprobe.errors import AuthFailed, ProtocolMismatch
 from ocprobe.transports.ws import PROTOCOL_MAX, PROTOCOL_MIN, OpenClawWsTransport
-from tests.transports.test_ws import TOKEN, fake_gateway, hello, reference
+from tests.transports.test_ws import TOKEN, chat_gateway, fake_gateway, hello, reference, send_once
 
 WIRE = Path(__file__).resolve().parents[1] / "data" / "wire"
 
@@ -132,43 +132,23 @@ def test_the_v4_auth_codes_are_auth_failures(code: str) -> None:
 
 
 def scripted_run(events: list[dict[str, Any]], ack: dict[str, Any]) -> Any:
-    """A gateway that answers one chat.send with ``ack`` then sends ``events`` (runId filled in)."""
-    async def handler(ws: web.WebSocketResponse) -> None:
-        await hello(ws)
-        req = json.loads((await ws.receive()).data)
-        run_id = req["params"]["idempotencyKey"]
-        await ws.send_json({"type": "res", "id": req["id"], "ok": True, "payload": {"runId": run_id, **ack}})
+    """A gateway that answers a chat.send with ``ack`` then sends ``events`` (runId filled in)."""
+    async def script(ws: web.WebSocketResponse, run_id: str, message: str) -> None:
         for event in events:
             await ws.send_json({"type": "event", "event": "chat", "payload": {"runId": run_id, "sessionKey": "s", **event}})
-        await ws.receive()
 
-    return handler
+    return chat_gateway(script, ack=ack)
 
 
 def test_status_events_are_not_terminal_and_delta_text_accumulates() -> None:
     events = [{"state": "status", "phase": "preparing_workspace"}, {"state": "status", "phase": "starting_model"},
               {"state": "delta", "deltaText": "ok-1"}, {"state": "delta", "deltaText": "-x"}, {"state": "final"}]
 
-    async def main() -> None:
-        async with fake_gateway(scripted_run(events, {"status": "started", "messageSeq": 2})) as url:
-            transport = OpenClawWsTransport(url, TOKEN)
-            await transport.open()
-            outcome = await transport.send("s", "m", "k1", timeout=5)
-            assert outcome.state == "final" and outcome.text == "ok-1-x"
-            await transport.close()
-
-    asyncio.run(main())
+    outcome = send_once(scripted_run(events, {"status": "started", "messageSeq": 2}))
+    assert outcome.state == "final" and outcome.text == "ok-1-x"
 
 
 @pytest.mark.parametrize("status", ["ok", "completed", "error", "timeout", "aborted"])
 def test_answers_from_the_idempotency_cache_end_the_call_at_once(status: str) -> None:
-    async def main() -> None:
-        async with fake_gateway(scripted_run([], {"status": status, "cached": True})) as url:
-            transport = OpenClawWsTransport(url, TOKEN)
-            await transport.open()
-            outcome = await transport.send("s", "m", "k1", timeout=5)
-            assert outcome.state == "error" and f"status {status}" in (outcome.error_message or "")
-            assert outcome.latency_ms < 2000
-            await transport.close()
-
-    asyncio.run(main())
+    outcome = send_once(scripted_run([], {"status": status, "cached": True}), timeout=30)
+    assert outcome.state == "error" and f"status {status}" in (outcome.error_message or "")  # not a timeout
