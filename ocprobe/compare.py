@@ -164,16 +164,18 @@ def _record(path: Path, number: int, raw: bytes, whole: BinaryIO | None) -> tupl
         latency = record.get("latency_ms")
         # NaN or Infinity (Python's json reads them) would poison the statistics and then be written as
         # invalid JSON; a bool is an int to Python but no latency.
-        if record.get("class") not in {c.value for c in CallClass} or isinstance(latency, bool) \
+        cls = record.get("class")
+        if not isinstance(cls, str) or cls not in CLASS_NAMES or isinstance(latency, bool) \
                 or not isinstance(latency, (int, float)) or not math.isfinite(latency) or latency < 0:
             raise UsageError(f"{path}:{number}: a call record without a valid class and latency_ms "
                              f"(a finite number of milliseconds)")
-    elif kind not in ("start", "run", "settle", "summary"):
+    elif not isinstance(kind, str) or kind not in ("start", "run", "settle", "summary"):
         raise UsageError(f"{path}:{number}: not an ocprobe record (no known 'record' field)")
     return kind, record
 
 
 MAX_SUMMARY_BYTES = 16 * 2**20
+CLASS_NAMES = frozenset(c.value for c in CallClass)
 
 
 def _is_report_summary(first: bytes, rest: BinaryIO) -> bool:

@@ -107,6 +107,7 @@ FILES: dict[str, bytes] = {
     "badcall.jsonl": b'{"record": "call", "class": "splendid", "latency_ms": 1}\n',
     "nan.jsonl": "".join(json.dumps(r) + "\n" for r in (_START, {**_CALL, "latency_ms": float("nan")}, _SUMMARY)).encode(),
     "inf.jsonl": "".join(json.dumps(r) + "\n" for r in (_START, {**_CALL, "latency_ms": float("inf")}, _SUMMARY)).encode(),
+    "classlist.jsonl": b'{"record": "call", "class": ["real"], "latency_ms": 1}\n',
     "deep.toml": b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",
     "longline.jsonl": b'{"record": "call", "reply": "' + b"x" * (5 * 2**20) + b'"}\n',
 }
@@ -215,6 +216,7 @@ BAD_INPUTS: tuple[BadInput, ...] = (
     BadInput("compare-markdown-full-disk", ("compare", "{tmp}/good.jsonl", "{tmp}/good.jsonl", "--markdown", "/dev/full"),
              "cannot write --markdown /dev/full"),
     BadInput("results-long-line", ("compare", "{tmp}/longline.jsonl", "{tmp}/good.jsonl"), "longline.jsonl:1: a line over 4 MiB"),
+    BadInput("results-class-list", ("compare", "{tmp}/classlist.jsonl", "{tmp}/good.jsonl"), "without a valid class"),
     BadInput("results-nan", ("compare", "{tmp}/nan.jsonl", "{tmp}/good.jsonl"), "a finite number of milliseconds"),
     BadInput("results-infinity", ("compare", "{tmp}/inf.jsonl", "{tmp}/good.jsonl"), "a finite number of milliseconds"),
     BadInput("scenario-nested-deep", ("run", "--check", "{tmp}/deep.toml"), "nested too deep to be a scenario"),
