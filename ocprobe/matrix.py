@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from ocprobe.defaults import DEFAULT_SESSION_KEY, OPENCLAW_PREFIX
+from ocprobe.defaults import DEFAULT_SESSION_KEY, MATRIX_TITLE, OPENCLAW_PREFIX
 from ocprobe.engine import ConcurrentConfig, ProbeConfig, ProbeEngine, SequentialConfig
 from ocprobe.errors import OcprobeError, UsageError
 from ocprobe.logwatch import LogWatcher
@@ -354,6 +354,20 @@ def matrix_json(cells: Sequence[Cell]) -> dict[str, Any]:
             "exit_code": exit_code(cells)}
 
 
+def write_text(path: Path, text: str, what: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {path}: {exc.strerror}") from None
+
+
+def write_summary(directory: Path, cells: Sequence[Cell], title: str = MATRIX_TITLE) -> None:
+    """``matrix.json`` and ``matrix.md`` of a report dir (its cells are written as each release ends)."""
+    write_text(directory / MATRIX_JSON, json.dumps(matrix_json(cells), indent=1, ensure_ascii=False) + "\n", "--report")
+    write_text(directory / MATRIX_MD, markdown(cells, title), "--report")
+
+
 def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.1f} s"
 
@@ -392,7 +406,7 @@ COLUMNS = ("version", "install", "ready", "protocol", "node", "probe", "classes"
 TERMINAL_COLUMNS = ("version", "ready", "protocol", "probe", "classes", "pattern", "fates", "log", "verdict")
 
 
-def markdown(cells: Sequence[Cell], title: str = "OpenClaw compatibility matrix") -> str:
+def markdown(cells: Sequence[Cell], title: str = MATRIX_TITLE) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in table_rows(cells):
         lines.append("| " + " | ".join(_md(row.get(col, "")) for col in COLUMNS) + " |")

@@ -187,7 +187,7 @@ def _probe(state: BisectState, output: Output) -> tuple[VersionProbe, Installer 
         return f"{OPENCLAW_PREFIX}{version}"
 
     def on_call(record: CallRecord) -> None:
-        output.info(f"    call {record.index:>3} {'✔' if record.ok else '✗'} {record.cls.value:<9} {record.latency_ms:7.0f} ms")
+        output.call_progress(record, indent="    ")
 
     def redact(secrets: Sequence[str]) -> None:
         for secret in secrets:

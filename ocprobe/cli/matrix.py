@@ -10,7 +10,7 @@ import typer
 
 from ocprobe.cli import options as o
 from ocprobe.cli.common import check_output_dir, execute, make_output
-from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_TOKEN_ENV
+from ocprobe.defaults import DEFAULT_MESSAGE, DEFAULT_TOKEN_ENV, MATRIX_TITLE
 from ocprobe.errors import UsageError
 
 app = typer.Typer(help="Probe a list or range of published OpenClaw releases, one cell per release; merge cells "
@@ -43,7 +43,9 @@ def run(
     def work() -> int:
         import asyncio
 
-        from ocprobe.matrix import DEFAULT_PROBES, exit_code, parse_probe, run_matrix, select_versions, write_cell
+        from ocprobe.matrix import (
+            DEFAULT_PROBES, exit_code, parse_probe, run_matrix, select_versions, write_cell, write_summary,
+        )
         from ocprobe.openclaw.installs import InstallManager, Stage
         from ocprobe.runner import log_patterns
         from ocprobe.targets import run_dir_for
@@ -77,7 +79,7 @@ def run(
         cells = asyncio.run(run_matrix(chosen, plans, spec, patterns, directory, view, install,
                                        on_cell=(lambda cell: write_cell(report, cell)) if report else (lambda _: None)))
         if report is not None:
-            _write_summary(report, cells)
+            write_summary(report, cells)
         output.matrix_finished(cells, report)
         return exit_code(cells)
 
@@ -90,14 +92,14 @@ def merge(
     inputs: list[Path] = typer.Argument(..., help="Report dirs of 'ocprobe matrix run --report' or cell files."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write matrix.json and matrix.md (with every cell under cells/) here."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the Markdown table to this file."),
-    title: str = typer.Option("OpenClaw compatibility matrix", "--title", help="Title of the Markdown table."),
+    title: str = typer.Option(MATRIX_TITLE, "--title", help="Title of the Markdown table."),
     json_path: o.JsonOut = None,
     quiet: o.Quiet = False,
 ) -> None:
     output = make_output(json_path, quiet)
 
     def work() -> int:
-        from ocprobe.matrix import exit_code, markdown as render_markdown, read_cells, write_cell
+        from ocprobe.matrix import exit_code, markdown as render_markdown, read_cells, write_cell, write_summary, write_text
 
         cells = read_cells(inputs)
         for cell in cells:
@@ -106,9 +108,9 @@ def merge(
             check_output_dir(report, "--report")
             for cell in cells:
                 write_cell(report, cell)
-            _write_summary(report, cells, title)
+            write_summary(report, cells, title)
         if markdown is not None:
-            _write_text(markdown, render_markdown(cells, title), "--markdown")
+            write_text(markdown, render_markdown(cells, title), "--markdown")
         output.matrix_finished(cells, report)
         return exit_code(cells)
 
@@ -125,8 +127,7 @@ class _MatrixView:
         self.output.info(message)
 
     def call_finished(self, record) -> None:  # type: ignore[no-untyped-def]
-        self.output.info(f"    call {record.index:>3} {'✔' if record.ok else '✗'} {record.cls.value:<9} "
-                         f"{record.latency_ms:7.0f} ms")
+        self.output.call_progress(record, indent="    ")
 
     def cell_finished(self, cell) -> None:  # type: ignore[no-untyped-def]
         self.output.cell_finished(cell)
@@ -134,20 +135,3 @@ class _MatrixView:
     def secrets(self, values) -> None:  # type: ignore[no-untyped-def]
         for value in values:
             self.output.redact.add(value)
-
-
-def _write_text(path: Path, text: str, option: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot write {option} {path}: {exc.strerror}") from None
-
-
-def _write_summary(directory: Path, cells, title: str = "OpenClaw compatibility matrix") -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    from ocprobe.matrix import MATRIX_JSON, MATRIX_MD, markdown, matrix_json
-
-    _write_text(directory / MATRIX_JSON, json.dumps(matrix_json(cells), indent=1, ensure_ascii=False) + "\n", "--report")
-    _write_text(directory / MATRIX_MD, markdown(cells, title), "--report")

@@ -33,7 +33,7 @@ PACKAGE = "openclaw"
 MARKER = ".ocprobe-install.json"
 LAST_USED = ".ocprobe-last-used"  # its mtime is the last use: touching it is cheap and atomic
 OPENCLAW_BIN = Path("node_modules") / ".bin" / "openclaw"
-# From 2026.8.1 the package ships this marker: the install scripts npm skipped (--ignore-scripts) are run by
+# From 2026.8.2 the package ships this marker (releases.py): the install scripts npm skipped (--ignore-scripts) are run by
 # the first ``openclaw`` command, which writes into the package dir and may install a native addon.
 LIFECYCLE_PENDING = ".openclaw-lifecycle-pending"
 LIFECYCLE_TIMEOUT = 600.0
@@ -221,7 +221,7 @@ class InstallManager:
         # to change the prefix; before, a second probe of a version in use waited until the first one ended.
         with file_lock(self._lock(version), shared=True, on_wait=lambda: report(Stage.WAITING)):
             ready = self.get(version)
-            if ready is not None and not self._lifecycle_pending(ready):
+            if ready is not None and not self._lifecycle_pending(ready.version, ready.package_dir):
                 report(Stage.CACHED)
                 self._npm_beside_node(ready.node_bin)
                 return self._touch(ready)
@@ -278,15 +278,15 @@ class InstallManager:
         return install
 
     @staticmethod
-    def _lifecycle_pending(install: Install) -> bool:
-        return traits(install.version).lifecycle_pending and (install.package_dir / LIFECYCLE_PENDING).exists()
+    def _lifecycle_pending(version: str, package_dir: Path) -> bool:
+        return traits(version).lifecycle_pending and (package_dir / LIFECYCLE_PENDING).exists()
 
     @staticmethod
     def _complete_lifecycle(version: str, package_dir: Path, node_bin: Path, report: Callable[..., None]) -> None:
         """Run the install scripts that ``--ignore-scripts`` skipped, once at install time rather than inside
         the first launch (where it costs start-up time and can fail mid-probe): ``openclaw --version``
         completes them first, in a throwaway home, on the install's own Node."""
-        if not traits(version).lifecycle_pending or not (package_dir / LIFECYCLE_PENDING).exists():
+        if not InstallManager._lifecycle_pending(version, package_dir):
             return
         report(Stage.LIFECYCLE)
         with tempfile.TemporaryDirectory(prefix="ocprobe-lifecycle-") as home:

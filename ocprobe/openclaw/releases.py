@@ -59,13 +59,13 @@ CHANGES: tuple[Change, ...] = (
     Change("2026.5.12", "protocol", 4,
            "dist: PROTOCOL_VERSION = 4, MIN_CLIENT_PROTOCOL_VERSION = 4, check maxProtocol >= 4 && "
            "minProtocol <= 4; 5.7 still checks maxProtocol < 3 || minProtocol > 3"),
+    Change("2026.5.18", "log_patterns", BASE_PATTERNS + (STUCK_SESSION, TAKEOVER),
+           "dist: EmbeddedAttemptSessionTakeoverError 'session file changed while embedded prompt lock was "
+           "released' (5.12 lacks it); 7.35 logs it on same-session sends (docs/compatibility.md)"),
     Change("2026.8.1", "agents_entries", True,
            "config schema: agents {ownership?, defaults, entries: record} (strict); agents.list is converted "
            "with a warning before validation and the config file rewritten"),
     Change("2026.8.1", "catalog_refresh", True, "config schema: models.catalogRefresh {enabled?, url?}"),
-    Change("2026.5.18", "log_patterns", BASE_PATTERNS + (STUCK_SESSION, TAKEOVER),
-           "dist: EmbeddedAttemptSessionTakeoverError 'session file changed while embedded prompt lock was "
-           "released' (5.12 lacks it); 7.35 logs it on same-session sends (docs/compatibility.md)"),
     Change("2026.8.1", "log_patterns", BASE_PATTERNS + (STUCK_SESSION,) + ADMISSION,
            "dist: 'followup queue drain admission failed for', chat.send UNAVAILABLE 'Previous run is still "
            "shutting down'; EmbeddedAttemptSessionTakeoverError gone"),
@@ -95,7 +95,7 @@ def traits(version: str) -> ReleaseTraits:
 
 
 def table_rows() -> list[dict[str, str]]:
-    """The table for docs and ``ocprobe openclaw traits``: one row a change, oldest first."""
+    """The table for docs and ``ocprobe openclaw releases``: one row a change, oldest first."""
     return [{"since": c.since, "trait": c.trait, "value": _text(c.value), "evidence": c.evidence}
             for c in sorted(CHANGES, key=lambda c: c.since_version)]
 

@@ -52,6 +52,10 @@ async def openclaw_target(
                                    on_progress=on_progress)
             transport = OpenClawWsTransport(gateway.url, gateway.token)
             await transport.open()
+            expected = traits(install.version).protocol
+            if transport.protocol != expected:  # the release table is checked against every launch
+                on_progress(f"note: openclaw {install.version} speaks protocol {transport.protocol}; the release "
+                            f"table (ocprobe/openclaw/releases.py) says {expected}")
             info = TargetInfo(
                 target=target, gateway_version=transport.server_version, witness=True,
                 node_version=install.node_version, protocol=transport.protocol,

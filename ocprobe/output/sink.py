@@ -203,8 +203,12 @@ class Output:
 
     def call_finished(self, record: CallRecord) -> None:
         self._record(record.to_json())
+        self.call_progress(record)
+
+    def call_progress(self, record: CallRecord, indent: str = "  ") -> None:
+        """A finished call as a progress line on stderr (for a person only; the record is written elsewhere)."""
         if self.mode is Mode.HUMAN:
-            line = Text(f"  call {record.index:>3}  {'✔' if record.ok else '✗'} ")
+            line = Text(f"{indent}call {record.index:>3}  {'✔' if record.ok else '✗'} ")
             line.append(f"{record.cls.value:<9}", style=CLASS_STYLE[record.cls])
             line.append(f" {record.latency_ms:8.0f} ms")
             if isinstance(record, ConcurrentCallRecord) and (record.start_delay_ms or 0) > LATE_START_MS:
