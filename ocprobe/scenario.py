@@ -156,7 +156,7 @@ def describe(path: Path) -> str:
 
 def scenario_dirs() -> list[Path]:
     """Where scenarios are looked up by name: ./scenarios, then the ones shipped with ocprobe."""
-    shipped = Path(__file__).resolve().parent.parent / "scenarios"
+    shipped = Path(__file__).resolve().parent / "scenarios"  # package data: in a wheel too
     dirs = [Path.cwd() / "scenarios", shipped]
     return [d for i, d in enumerate(dirs) if d.is_dir() and d.resolve() not in [e.resolve() for e in dirs[:i]]]
 

@@ -10,7 +10,7 @@ import pytest
 from ocprobe.engine import ConcurrentConfig, ScriptConfig, SendStep, SequentialConfig, SleepStep, WaitStep
 from ocprobe.scenario import ScenarioError, find_scenario, list_scenarios, load_scenario
 
-REPO_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+REPO_SCENARIOS = Path(__file__).resolve().parent.parent / "ocprobe" / "scenarios"
 
 GOOD = """\
 description = "two sends and a sleep"
