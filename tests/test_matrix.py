@@ -71,10 +71,10 @@ def test_concurrent_probe_spec() -> None:
     ("sequential;n=3", "MODE sequential or concurrent"),
     ("sequential:c=3", "unknown key 'c' for sequential"),
     ("concurrent:gap=1", "unknown key 'gap' for concurrent"),
-    ("sequential:n=abc", "n must be a int, got 'abc'"),
-    ("sequential:n=1.5", "n must be a int, got '1.5'"),
-    ("concurrent:c=two", "c must be a int, got 'two'"),
-    ("sequential:gap=soon", "gap must be a float, got 'soon'"),
+    ("sequential:n=abc", "n must be a whole number, got 'abc'"),
+    ("sequential:n=1.5", "n must be a whole number, got '1.5'"),
+    ("concurrent:c=two", "c must be a whole number, got 'two'"),
+    ("sequential:gap=soon", "gap must be a number, got 'soon'"),
 ])
 def test_bad_probe_specs_are_refused_naming_the_spec(spec: str, says: str) -> None:
     with pytest.raises(UsageError) as refused:
