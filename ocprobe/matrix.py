@@ -77,7 +77,8 @@ def parse_probe(text: str, *, message: str, timeout: float, settle: float | None
         try:
             values[name] = kind(raw)
         except ValueError:
-            raise UsageError(f"--probe {text!r}: {key} must be {"a whole number" if kind is int else "a number"}, got {raw!r}") from None
+            wanted = "a whole number" if kind is int else "a number"
+            raise UsageError(f"--probe {text!r}: {key} must be {wanted}, got {raw!r}") from None
         LIMITS[name].check(values[name], f"--probe {text!r}: {key}")
         given.append(key)
     cls = SequentialConfig if mode == "sequential" else ConcurrentConfig
